@@ -1,0 +1,139 @@
+/* The CPU backend table: host memory, OpenMP threads, OpenBLAS for GEMMs (its own threading off: the
+ * operators tile their GEMMs over OpenMP threads so that small per-image products still use every core). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+
+float *hsc_cpu_scratch(hsc_cpu_ctx *c, size_t floats) {
+  if (floats > c->scratch_floats) {
+    free(c->scratch);
+    c->scratch = hsc_xaligned(floats * sizeof(float));
+    c->scratch_floats = floats;
+  }
+  return c->scratch;
+}
+
+void hsc_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) { /* C = beta * C, as BLAS defines it for an empty inner dimension */
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m,
+              n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static hsc_status cpu_init(hsc_backend_ctx **out, const hsc_backend_opts *opts, hsc_error *err) {
+  (void)err;
+  hsc_cpu_ctx *c = hsc_xcalloc(1, sizeof *c);
+  c->threads = opts && opts->threads > 0 ? opts->threads : omp_get_max_threads();
+  if (c->threads < 1) c->threads = 1;
+  /* Every GEMM is issued from inside an OpenMP tile loop; OpenBLAS threads would oversubscribe. */
+  openblas_set_num_threads(1);
+  *out = (hsc_backend_ctx *)c;
+  return HSC_OK;
+}
+
+static void cpu_free(hsc_backend_ctx *ctx) {
+  if (!ctx) return;
+  hsc_cpu_ctx *c = hsc_cpu(ctx);
+  free(c->scratch);
+  free(c);
+}
+
+static void cpu_describe(const hsc_backend_ctx *ctx, char *buf, size_t len) {
+  const hsc_cpu_ctx *c = (const hsc_cpu_ctx *)ctx;
+  char model[256] = "unknown CPU";
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f) {
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+      if (!strncmp(line, "model name", 10)) {
+        char *colon = strchr(line, ':');
+        if (colon) {
+          colon += 2;
+          colon[strcspn(colon, "\n")] = '\0';
+          snprintf(model, sizeof model, "%s", colon);
+        }
+        break;
+      }
+    }
+    fclose(f);
+  }
+  const char *core = getenv("OPENBLAS_CORETYPE");
+  snprintf(buf, len, "cpu: %s, %d threads, %s (kernel %s)", model, c->threads,
+           openblas_get_config(), core ? core : openblas_get_corename());
+}
+
+static int cpu_threads(const hsc_backend_ctx *ctx) { return ((const hsc_cpu_ctx *)ctx)->threads; }
+
+static void *cpu_alloc(hsc_backend_ctx *ctx, size_t bytes) {
+  (void)ctx;
+  void *p = hsc_xaligned(bytes);
+  memset(p, 0, (bytes + 63) / 64 * 64);
+  return p;
+}
+
+static void cpu_release(hsc_backend_ctx *ctx, void *p) {
+  (void)ctx;
+  free(p);
+}
+
+static void cpu_memcpy(hsc_backend_ctx *ctx, void *dst, const void *src, size_t bytes) {
+  (void)ctx;
+  if (bytes) memmove(dst, src, bytes);
+}
+
+static void cpu_zero(hsc_backend_ctx *ctx, void *p, size_t bytes) {
+  (void)ctx;
+  if (bytes) memset(p, 0, bytes);
+}
+
+static void cpu_sync(hsc_backend_ctx *ctx) { (void)ctx; }
+
+const hsc_backend hsc_backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .free = cpu_free,
+    .describe = cpu_describe,
+    .threads = cpu_threads,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .conv2d_forward = hsc_cpu_conv2d_forward,
+    .conv2d_backward = hsc_cpu_conv2d_backward,
+    .pointwise_forward = hsc_cpu_pointwise_forward,
+    .pointwise_backward = hsc_cpu_pointwise_backward,
+    .depthwise_forward = hsc_cpu_depthwise_forward,
+    .depthwise_backward = hsc_cpu_depthwise_backward,
+    .bn_forward_train = hsc_cpu_bn_forward_train,
+    .bn_forward_infer = hsc_cpu_bn_forward_infer,
+    .bn_backward = hsc_cpu_bn_backward,
+    .relu_forward = hsc_cpu_relu_forward,
+    .relu_backward = hsc_cpu_relu_backward,
+    .split_forward = hsc_cpu_split_forward,
+    .split_backward = hsc_cpu_split_backward,
+    .concat_forward = hsc_cpu_concat_forward,
+    .concat_backward = hsc_cpu_concat_backward,
+    .avgpool_forward = hsc_cpu_avgpool_forward,
+    .avgpool_backward = hsc_cpu_avgpool_backward,
+    .linear_forward = hsc_cpu_linear_forward,
+    .linear_backward = hsc_cpu_linear_backward,
+    .xent_forward = hsc_cpu_xent_forward,
+    .xent_backward = hsc_cpu_xent_backward,
+    .accuracy = hsc_cpu_accuracy,
+    .sgd_update = hsc_cpu_sgd_update,
+    .zero_regions = hsc_cpu_zero_regions,
+    .pack_regions = hsc_cpu_pack_regions,
+    .unpack_regions = hsc_cpu_unpack_regions,
+};

@@ -1,0 +1,199 @@
+#include "harness.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsconas/rng.h"
+
+void hsc_test_fail_at(hsc_test *t, const char *file, int line, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const hsc_proc_info *p = hsc_proc();
+  if (p->size > 1)
+    fprintf(stderr, "  [%s] rank %d: %s:%d: %s\n", t->name, p->rank, file, line, msg);
+  else
+    fprintf(stderr, "  [%s] %s:%d: %s\n", t->name, file, line, msg);
+  t->failed++;
+}
+
+void hsc_test_skip(hsc_test *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->reason, sizeof t->reason, fmt, ap);
+  va_end(ap);
+  t->skipped = 1;
+}
+
+int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what, const float *got,
+                      const float *want, size_t n, double rtol, double atol) {
+  size_t bad = 0, worst = 0;
+  double worst_excess = -1.0, max_abs = 0.0, max_rel = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double g = got[i], w = want[i], diff = fabs(g - w);
+    double allowed = atol + rtol * fabs(w);
+    if (!(diff <= allowed)) { /* also catches NaN */
+      bad++;
+      double excess = isnan(diff) ? INFINITY : diff - allowed;
+      if (excess > worst_excess) {
+        worst_excess = excess;
+        worst = i;
+      }
+    }
+    if (diff > max_abs) max_abs = diff;
+    if (fabs(w) > 0 && diff / fabs(w) > max_rel) max_rel = diff / fabs(w);
+  }
+  if (bad) {
+    hsc_test_fail_at(t, file, line,
+                     "%s: %zu of %zu elements differ (rtol %g, atol %g); worst [%zu]: got %.9g, want "
+                     "%.9g; max abs err %.3g",
+                     what, bad, n, rtol, atol, worst, (double)got[worst], (double)want[worst],
+                     max_abs);
+    return 0;
+  }
+  if (t->verbose)
+    fprintf(stderr, "  [%s] %s: %zu elements, max abs err %.3g, max rel err %.3g\n", t->name, what, n,
+            max_abs, max_rel);
+  return 1;
+}
+
+float *tu_randn(uint64_t stream, size_t n, float scale) {
+  float *x = hsc_xaligned(n * sizeof(float) + 64);
+  hsc_rng r;
+  hsc_rng_init(&r, 12345, HSC_RNG_TEST, stream);
+  hsc_rng_fill_normal(&r, x, n, 0.0f, scale);
+  return x;
+}
+
+float *tu_randu(uint64_t stream, size_t n, float lo, float hi) {
+  float *x = hsc_xaligned(n * sizeof(float) + 64);
+  hsc_rng r;
+  hsc_rng_init(&r, 12345, HSC_RNG_TEST, stream);
+  hsc_rng_fill_uniform(&r, x, n, lo, hi);
+  return x;
+}
+
+float *tu_copy(const float *x, size_t n) {
+  float *y = hsc_xaligned(n * sizeof(float) + 64);
+  memcpy(y, x, n * sizeof(float));
+  return y;
+}
+
+double tu_dot(const float *a, const float *b, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+  return s;
+}
+
+int tu_check_grad_at(hsc_test *t, const char *file, int line, const char *what, tu_loss_fn loss,
+                     void *ctx, float *var, const float *analytic, size_t count, float h, double rtol,
+                     double atol, int max_checks) {
+  size_t checks = count <= (size_t)max_checks ? count : (size_t)max_checks;
+  hsc_rng r;
+  hsc_rng_init(&r, 777, HSC_RNG_TEST, count);
+  int ok = 1, bad = 0;
+  double worst_excess = -1.0, worst_num = 0.0, worst_ana = 0.0, max_err = 0.0;
+  size_t worst_i = 0;
+  for (size_t c = 0; c < checks; c++) {
+    size_t i;
+    if (checks == count)
+      i = c;
+    else if (c == 0)
+      i = 0;
+    else if (c == 1)
+      i = count - 1;
+    else
+      i = (size_t)hsc_rng_u64(&r) % count;
+    float saved = var[i];
+    /* The perturbed values are the floats actually stored, so divide by their true distance. */
+    float plus = saved + h, minus = saved - h;
+    var[i] = plus;
+    double lp = loss(ctx);
+    var[i] = minus;
+    double lm = loss(ctx);
+    var[i] = saved;
+    double num = (lp - lm) / ((double)plus - (double)minus);
+    double ana = analytic[i];
+    double err = fabs(num - ana);
+    double allowed = atol + rtol * fmax(fabs(num), fabs(ana));
+    if (err > max_err) max_err = err;
+    if (!(err <= allowed)) {
+      ok = 0;
+      bad++;
+      if (err - allowed > worst_excess) {
+        worst_excess = err - allowed;
+        worst_i = i;
+        worst_num = num;
+        worst_ana = ana;
+      }
+    }
+  }
+  if (!ok)
+    hsc_test_fail_at(t, file, line,
+                     "%s: gradient check failed at %d of %zu points (h %g, rtol %g, atol %g); worst "
+                     "[%zu]: finite difference %.9g, analytic %.9g",
+                     what, bad, checks, (double)h, rtol, atol, worst_i, worst_num, worst_ana);
+  else if (t->verbose)
+    fprintf(stderr, "  [%s] %s: %zu points, max abs err %.3g\n", t->name, what, checks, max_err);
+  return ok;
+}
+
+int hsc_test_main(const char *prog, int argc, char **argv, const hsc_test_case *cases, int ncases) {
+  const hsc_proc_info *p = hsc_proc();
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  const char *v = getenv("HSC_TEST_VERBOSE");
+  hsc_error err = {0};
+  const hsc_backend *be = hsc_backend_find("cpu", &err);
+  if (!be) {
+    fprintf(stderr, "%s: %s\n", prog, err.msg);
+    return 1;
+  }
+  int passed = 0, failed = 0, skipped = 0;
+  for (int i = 0; i < ncases; i++) {
+    if (filter && !strstr(cases[i].name, filter)) continue;
+    hsc_test t = {.name = cases[i].name, .verbose = v && atoi(v) > 0, .be = be};
+    hsc_backend_opts opts = {.threads = 0, .device = -1};
+    if (be->init(&t.ctx, &opts, &err) != HSC_OK) {
+      fprintf(stderr, "%s: cannot start the cpu backend: %s\n", prog, err.msg);
+      return 1;
+    }
+    double t0 = hsc_now();
+    cases[i].fn(&t);
+    double dt = hsc_now() - t0;
+    be->free(t.ctx);
+    int f = t.failed > 0, s = t.skipped && !f;
+    if (p->mpi) {
+      int local[2] = {f, s}, global[2];
+      HSC_CHECK_MPI(MPI_Allreduce(local, global, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+      f = global[0];
+      s = global[1] && !f;
+    }
+    if (p->rank == 0) {
+      if (f)
+        printf("FAIL %s (%.2fs)\n", cases[i].name, dt);
+      else if (s)
+        printf("skip %s: %s\n", cases[i].name, t.reason);
+      else
+        printf("ok   %s (%.2fs)\n", cases[i].name, dt);
+      fflush(stdout);
+    }
+    if (f)
+      failed++;
+    else if (s)
+      skipped++;
+    else
+      passed++;
+  }
+  if (p->rank == 0) {
+    if (skipped)
+      printf("%s: %d passed, %d failed, %d skipped\n", prog, passed, failed, skipped);
+    else
+      printf("%s: %d passed, %d failed\n", prog, passed, failed);
+  }
+  return failed ? 1 : 0;
+}
