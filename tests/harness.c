@@ -52,8 +52,7 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
     hsc_test_fail_at(t, file, line,
                      "%s: %zu of %zu elements differ (rtol %g, atol %g); worst [%zu]: got %.9g, want "
                      "%.9g; max abs err %.3g",
-                     what, bad, n, rtol, atol, worst, (double)got[worst], (double)want[worst],
-                     max_abs);
+                     what, bad, n, rtol, atol, worst, (double)got[worst], (double)want[worst], max_abs);
     return 0;
   }
   if (t->verbose)
@@ -90,9 +89,9 @@ double tu_dot(const float *a, const float *b, size_t n) {
   return s;
 }
 
-int tu_check_grad_at(hsc_test *t, const char *file, int line, const char *what, tu_loss_fn loss,
-                     void *ctx, float *var, const float *analytic, size_t count, float h, double rtol,
-                     double atol, int max_checks) {
+int tu_check_grad_at(hsc_test *t, const char *file, int line, const char *what, tu_loss_fn loss, void *ctx,
+                     float *var, const float *analytic, size_t count, float h, double rtol, double atol,
+                     int max_checks) {
   size_t checks = count <= (size_t)max_checks ? count : (size_t)max_checks;
   hsc_rng r;
   hsc_rng_init(&r, 777, HSC_RNG_TEST, count);

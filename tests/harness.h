@@ -11,11 +11,11 @@
 #include "hsconas/backend.h"
 
 typedef struct {
-  const char *name;  /* current case */
-  int failed;        /* checks that failed in this case */
-  int skipped;       /* case skipped (T_SKIP) */
-  char reason[512];  /* skip reason */
-  int verbose;       /* HSC_TEST_VERBOSE=1: print every array comparison */
+  const char *name;      /* current case */
+  int failed;            /* checks that failed in this case */
+  int skipped;           /* case skipped (T_SKIP) */
+  char reason[512];      /* skip reason */
+  int verbose;           /* HSC_TEST_VERBOSE=1: print every array comparison */
   const hsc_backend *be; /* the CPU backend with a context, ready for the case */
   hsc_backend_ctx *ctx;
 } hsc_test;
@@ -33,32 +33,32 @@ void hsc_test_fail_at(hsc_test *t, const char *file, int line, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 
 #define T_FAIL(t, ...) hsc_test_fail_at((t), __FILE__, __LINE__, __VA_ARGS__)
-#define T_CHECK(t, cond)                                                                         \
-  do {                                                                                           \
-    if (!(cond)) T_FAIL((t), "check failed: %s", #cond);                                        \
+#define T_CHECK(t, cond)                                 \
+  do {                                                   \
+    if (!(cond)) T_FAIL((t), "check failed: %s", #cond); \
   } while (0)
-#define T_REQUIRE(t, cond)                                                                       \
-  do {                                                                                           \
-    if (!(cond)) {                                                                               \
-      T_FAIL((t), "requirement failed: %s", #cond);                                              \
-      return;                                                                                    \
-    }                                                                                            \
+#define T_REQUIRE(t, cond)                          \
+  do {                                              \
+    if (!(cond)) {                                  \
+      T_FAIL((t), "requirement failed: %s", #cond); \
+      return;                                       \
+    }                                               \
   } while (0)
-#define T_EQ_INT(t, a, b)                                                                        \
-  do {                                                                                           \
-    long long t_a_ = (long long)(a), t_b_ = (long long)(b);                                      \
-    if (t_a_ != t_b_) T_FAIL((t), "%s == %s: %lld != %lld", #a, #b, t_a_, t_b_);                \
+#define T_EQ_INT(t, a, b)                                                        \
+  do {                                                                           \
+    long long t_a_ = (long long)(a), t_b_ = (long long)(b);                      \
+    if (t_a_ != t_b_) T_FAIL((t), "%s == %s: %lld != %lld", #a, #b, t_a_, t_b_); \
   } while (0)
-#define T_NEAR(t, a, b, tol)                                                                     \
-  do {                                                                                           \
-    double t_a_ = (double)(a), t_b_ = (double)(b);                                               \
-    if (!(t_a_ - t_b_ <= (tol) && t_b_ - t_a_ <= (tol)))                                         \
-      T_FAIL((t), "%s ~ %s: %.9g vs %.9g (tolerance %g)", #a, #b, t_a_, t_b_, (double)(tol));    \
+#define T_NEAR(t, a, b, tol)                                                                  \
+  do {                                                                                        \
+    double t_a_ = (double)(a), t_b_ = (double)(b);                                            \
+    if (!(t_a_ - t_b_ <= (tol) && t_b_ - t_a_ <= (tol)))                                      \
+      T_FAIL((t), "%s ~ %s: %.9g vs %.9g (tolerance %g)", #a, #b, t_a_, t_b_, (double)(tol)); \
   } while (0)
-#define T_SKIP(t, ...)                                                                           \
-  do {                                                                                           \
-    hsc_test_skip((t), __VA_ARGS__);                                                             \
-    return;                                                                                      \
+#define T_SKIP(t, ...)               \
+  do {                               \
+    hsc_test_skip((t), __VA_ARGS__); \
+    return;                          \
   } while (0)
 void hsc_test_skip(hsc_test *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -66,7 +66,7 @@ void hsc_test_skip(hsc_test *t, const char *fmt, ...) __attribute__((format(prin
  * index and both values. Returns 1 when close. NaN anywhere fails. */
 int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what, const float *got,
                       const float *want, size_t n, double rtol, double atol);
-#define T_CLOSE(t, what, got, want, n, rtol, atol)                                               \
+#define T_CLOSE(t, what, got, want, n, rtol, atol) \
   hsc_test_close_at((t), __FILE__, __LINE__, (what), (got), (want), (n), (rtol), (atol))
 
 /* --- helpers shared by the operator tests --- */
@@ -86,11 +86,11 @@ double tu_dot(const float *a, const float *b, size_t n);
  *   |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|).
  * Restores var afterwards. Returns 1 when every checked element passed. */
 typedef double (*tu_loss_fn)(void *ctx);
-int tu_check_grad_at(hsc_test *t, const char *file, int line, const char *what, tu_loss_fn loss,
-                     void *ctx, float *var, const float *analytic, size_t count, float h, double rtol,
-                     double atol, int max_checks);
-#define TU_CHECK_GRAD(t, what, loss, ctx, var, analytic, count, h, rtol, atol, max_checks)         \
-  tu_check_grad_at((t), __FILE__, __LINE__, (what), (loss), (ctx), (var), (analytic), (count), (h), \
-                   (rtol), (atol), (max_checks))
+int tu_check_grad_at(hsc_test *t, const char *file, int line, const char *what, tu_loss_fn loss, void *ctx,
+                     float *var, const float *analytic, size_t count, float h, double rtol, double atol,
+                     int max_checks);
+#define TU_CHECK_GRAD(t, what, loss, ctx, var, analytic, count, h, rtol, atol, max_checks)                  \
+  tu_check_grad_at((t), __FILE__, __LINE__, (what), (loss), (ctx), (var), (analytic), (count), (h), (rtol), \
+                   (atol), (max_checks))
 
 #endif

@@ -82,14 +82,17 @@ static void t_backend_registry(hsc_test *t) {
   T_CHECK(t, hsc_backend_find("tpu", &err) == NULL);
   T_EQ_INT(t, err.code, HSC_ERR_INPUT);
   T_CHECK(t, strstr(err.msg, "tpu") != NULL);
-  hsc_region r[2] = {{.offset = 0, .rows = 3, .cols = 4, .ld = 8}, {.offset = 40, .rows = 1, .cols = 5, .ld = 5}};
+  hsc_region r[2] = {{.offset = 0, .rows = 3, .cols = 4, .ld = 8},
+                     {.offset = 40, .rows = 1, .cols = 5, .ld = 5}};
   T_EQ_INT(t, hsc_regions_count(r, 2), 17);
 }
 
 int main(int argc, char **argv) {
   static const hsc_test_case cases[] = {
-      {"philox_kat", t_philox_kat},     {"rng_streams", t_rng_streams},
-      {"rng_moments", t_rng_moments},   {"error_values", t_error_values},
+      {"philox_kat", t_philox_kat},
+      {"rng_streams", t_rng_streams},
+      {"rng_moments", t_rng_moments},
+      {"error_values", t_error_values},
       {"backend_registry", t_backend_registry},
   };
   return hsc_test_main("test_core", argc, argv, cases, (int)ARRAY_LEN(cases));

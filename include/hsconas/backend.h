@@ -73,16 +73,20 @@ typedef struct {
 } hsc_linear_desc;
 
 /* A region of a parameter buffer that one training step touched: the leading rows x cols slice of a
- * matrix whose rows are ld floats apart, starting at `offset`. A 1-D parameter is rows = 1. */
+ * matrix whose rows are ld floats apart (ld >= cols), starting at `offset`. A 1-D parameter is rows = 1.
+ * The regions passed to one call must not overlap (each element is updated once). */
 typedef struct {
   size_t offset;
   int rows, cols, ld;
   float weight_decay; /* per parameter: conv/linear weights decay, BN and biases do not */
 } hsc_region;
 
-/* SGD with momentum, PyTorch semantics (torch.optim.SGD with a zero-initialised momentum buffer):
+/* SGD with momentum over a zero-initialised momentum buffer (mom must not be NULL):
  *   g = grad + wd * p;  m = momentum * m + (1 - dampening) * g;  g = nesterov ? g + momentum * m : m;
- *   p -= lr * g. */
+ *   p -= lr * g.
+ * This equals torch.optim.SGD when dampening = 0 (SPOS's setting): torch starts its buffer at g on the first
+ * step, which is what m = momentum * 0 + g gives. With dampening > 0 torch skips the damping on the first
+ * step and this does not. */
 typedef struct {
   float lr;
   float momentum;
@@ -123,14 +127,14 @@ typedef struct hsc_backend {
                           const float *dy, float *dx, float *dw, float *db);
 
   /* Pointwise convolution on a weight slice (a GEMM per image; no copy of the slice). */
-  void (*pointwise_forward)(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x,
-                            const float *w, float *y);
+  void (*pointwise_forward)(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x, const float *w,
+                            float *y);
   void (*pointwise_backward)(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x,
                              const float *w, const float *dy, float *dx, float *dw);
 
   /* Depthwise convolution. */
-  void (*depthwise_forward)(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x,
-                            const float *w, float *y);
+  void (*depthwise_forward)(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x, const float *w,
+                            float *y);
   void (*depthwise_backward)(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x,
                              const float *w, const float *dy, float *dx, float *dw);
 
@@ -142,13 +146,12 @@ typedef struct hsc_backend {
                            float *save_mean, float *save_invstd);
   /* Inference mode: normalises with running_mean/var. */
   void (*bn_forward_infer)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
-                           const float *beta, const float *running_mean, const float *running_var,
-                           float *y);
+                           const float *beta, const float *running_mean, const float *running_var, float *y);
   /* Backward of the training-mode forward. x is the forward input; y its output (used only for the
    * ReLU mask when d->relu, else may be NULL). dgamma, dbeta [c] or NULL. */
   void (*bn_backward)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
-                      const float *gamma, const float *save_mean, const float *save_invstd,
-                      const float *dy, float *dx, float *dgamma, float *dbeta);
+                      const float *gamma, const float *save_mean, const float *save_invstd, const float *dy,
+                      float *dx, float *dgamma, float *dbeta);
 
   /* ReLU over `count` elements; y may alias x. backward uses y > 0 as the mask. */
   void (*relu_forward)(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);
@@ -156,15 +159,14 @@ typedef struct hsc_backend {
 
   /* SPOS channel split: x [n, c, hw] -> even [n, c/2, hw] (channels 0, 2, 4, ...: the pass-through half)
    * and odd [n, c/2, hw] (channels 1, 3, 5, ...: the main-branch half). c is even. */
-  void (*split_forward)(hsc_backend_ctx *ctx, int n, int c, int hw, const float *x, float *even,
-                        float *odd);
-  void (*split_backward)(hsc_backend_ctx *ctx, int n, int c, int hw, const float *deven,
-                         const float *dodd, float *dx);
+  void (*split_forward)(hsc_backend_ctx *ctx, int n, int c, int hw, const float *x, float *even, float *odd);
+  void (*split_backward)(hsc_backend_ctx *ctx, int n, int c, int hw, const float *deven, const float *dodd,
+                         float *dx);
   /* Channel concatenation: a [n, ca, hw], b [n, cb, hw] -> y [n, ca + cb, hw]. */
-  void (*concat_forward)(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *a,
-                         const float *b, float *y);
-  void (*concat_backward)(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *dy,
-                          float *da, float *db);
+  void (*concat_forward)(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *a, const float *b,
+                         float *y);
+  void (*concat_backward)(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *dy, float *da,
+                          float *db);
 
   /* Global average pool: x [n, c, hw] -> y [n, c]. */
   void (*avgpool_forward)(hsc_backend_ctx *ctx, int n, int c, int hw, const float *x, float *y);
@@ -184,19 +186,18 @@ typedef struct hsc_backend {
   void (*xent_backward)(hsc_backend_ctx *ctx, int n, int k, const float *probs, const int32_t *labels,
                         float smoothing, float scale, float *dlogits);
   /* counts [2] (int32, backend memory) = {top-1 hits, top-5 hits} over the batch; a label is within the
-   * top k when fewer than k logits are strictly greater than its own. */
+   * top k when fewer than k logits are strictly greater than its own (top-min(5, k) when k < 5; a NaN
+   * label logit is a miss). */
   void (*accuracy)(hsc_backend_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                    int32_t *counts);
 
   /* Optimizer, over the touched regions only (regions are host memory). */
-  void (*sgd_update)(hsc_backend_ctx *ctx, const hsc_sgd_desc *o, const hsc_region *r, int nr,
-                     float *param, const float *grad, float *mom);
+  void (*sgd_update)(hsc_backend_ctx *ctx, const hsc_sgd_desc *o, const hsc_region *r, int nr, float *param,
+                     const float *grad, float *mom);
   void (*zero_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, float *buf);
   /* Gather the regions of buf into one contiguous buffer (for all-reduce) and scatter back. */
-  void (*pack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf,
-                       float *packed);
-  void (*unpack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed,
-                         float *buf);
+  void (*pack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf, float *packed);
+  void (*unpack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed, float *buf);
 } hsc_backend;
 
 /* Number of floats the regions hold in total. */

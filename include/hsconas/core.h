@@ -26,7 +26,7 @@ typedef enum {
   HSC_ERR_UNSUPPORTED = 3, /* the backend or build lacks the feature */
   HSC_ERR_DEVICE = 4,      /* no usable device / driver */
   HSC_ERR_NOMEM = 5,
-  HSC_ERR_STOPPED = 6,     /* stopped by a signal after a checkpoint (exit status 3) */
+  HSC_ERR_STOPPED = 6, /* stopped by a signal after a checkpoint (exit status 3) */
   HSC_ERR_CODE_COUNT
 } hsc_status;
 
@@ -50,17 +50,16 @@ _Noreturn void hsc_fatal_at(const char *file, int line, const char *fmt, ...)
 
 /* Every MPI call goes through this: evaluates `call` once, prints MPI's own error string. Requires
  * MPI_ERRORS_RETURN on the communicator (hsc_proc_init sets it on MPI_COMM_WORLD). */
-#define HSC_CHECK_MPI(call)                                                                      \
-  do {                                                                                           \
-    int hsc_mpi_rc_ = (call);                                                                    \
-    if (hsc_mpi_rc_ != MPI_SUCCESS) {                                                            \
-      char hsc_mpi_msg_[MPI_MAX_ERROR_STRING];                                                   \
-      int hsc_mpi_len_ = 0;                                                                      \
-      if (MPI_Error_string(hsc_mpi_rc_, hsc_mpi_msg_, &hsc_mpi_len_) != MPI_SUCCESS)             \
-        hsc_mpi_len_ = 0;                                                                        \
-      hsc_mpi_msg_[hsc_mpi_len_] = '\0';                                                         \
-      hsc_fatal_at(__FILE__, __LINE__, "%s failed: %s", #call, hsc_mpi_msg_);                    \
-    }                                                                                            \
+#define HSC_CHECK_MPI(call)                                                                            \
+  do {                                                                                                 \
+    int hsc_mpi_rc_ = (call);                                                                          \
+    if (hsc_mpi_rc_ != MPI_SUCCESS) {                                                                  \
+      char hsc_mpi_msg_[MPI_MAX_ERROR_STRING];                                                         \
+      int hsc_mpi_len_ = 0;                                                                            \
+      if (MPI_Error_string(hsc_mpi_rc_, hsc_mpi_msg_, &hsc_mpi_len_) != MPI_SUCCESS) hsc_mpi_len_ = 0; \
+      hsc_mpi_msg_[hsc_mpi_len_] = '\0';                                                               \
+      hsc_fatal_at(__FILE__, __LINE__, "%s failed: %s", #call, hsc_mpi_msg_);                          \
+    }                                                                                                  \
   } while (0)
 
 /* Allocation that cannot fail quietly: a failed allocation is fatal (out of memory on one rank). */
@@ -78,7 +77,7 @@ typedef struct {
   int size;       /* world size; 1 without MPI */
   int local_rank; /* rank among the ranks of this node (MPI_COMM_TYPE_SHARED) */
   int local_size;
-  int mpi;        /* 1 when MPI was initialised by hsc_proc_init */
+  int mpi; /* 1 when MPI was initialised by hsc_proc_init */
 } hsc_proc_info;
 
 /* Initialises MPI (thread level FUNNELED), sets MPI_ERRORS_RETURN on MPI_COMM_WORLD and fills the process

@@ -10,10 +10,10 @@
 
 /* What a stream is for; part of the key so that streams for different purposes never overlap. */
 typedef enum {
-  HSC_RNG_TEST = 0,   /* test inputs */
-  HSC_RNG_INIT = 1,   /* parameter initialisation */
-  HSC_RNG_PATH = 2,   /* training path of step t */
-  HSC_RNG_DATA = 3,   /* data order of epoch e */
+  HSC_RNG_TEST = 0, /* test inputs */
+  HSC_RNG_INIT = 1, /* parameter initialisation */
+  HSC_RNG_PATH = 2, /* training path of step t */
+  HSC_RNG_DATA = 3, /* data order of epoch e */
   HSC_RNG_AUGMENT = 4,
   HSC_RNG_SEARCH = 5, /* genes of candidate i */
   HSC_RNG_PROFILE = 6,

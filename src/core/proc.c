@@ -40,8 +40,8 @@ void hsc_proc_init(int *argc, char ***argv) {
   HSC_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &proc.info.rank));
   HSC_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &proc.info.size));
   MPI_Comm node;
-  HSC_CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, proc.info.rank,
-                                    MPI_INFO_NULL, &node));
+  HSC_CHECK_MPI(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, proc.info.rank, MPI_INFO_NULL, &node));
   HSC_CHECK_MPI(MPI_Comm_rank(node, &proc.info.local_rank));
   HSC_CHECK_MPI(MPI_Comm_size(node, &proc.info.local_size));
   HSC_CHECK_MPI(MPI_Comm_free(&node));

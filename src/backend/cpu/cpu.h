@@ -24,10 +24,10 @@ void hsc_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, c
                    const float *b, int ldb, float beta, float *c, int ldc);
 
 /* conv2d.c */
-void hsc_cpu_conv2d_forward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x,
-                            const float *w, const float *b, float *y);
-void hsc_cpu_conv2d_backward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw, float *db);
+void hsc_cpu_conv2d_forward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x, const float *w,
+                            const float *b, float *y);
+void hsc_cpu_conv2d_backward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, float *db);
 /* pointwise.c */
 void hsc_cpu_pointwise_forward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x,
                                const float *w, float *y);
@@ -39,49 +39,47 @@ void hsc_cpu_depthwise_forward(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d
 void hsc_cpu_depthwise_backward(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x,
                                 const float *w, const float *dy, float *dx, float *dw);
 /* batchnorm.c */
-void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
-                              const float *gamma, const float *beta, float *running_mean,
-                              float *running_var, float *y, float *save_mean, float *save_invstd);
-void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
-                              const float *gamma, const float *beta, const float *running_mean,
-                              const float *running_var, float *y);
+void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
+                              const float *beta, float *running_mean, float *running_var, float *y,
+                              float *save_mean, float *save_invstd);
+void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
+                              const float *beta, const float *running_mean, const float *running_var,
+                              float *y);
 void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
                          const float *gamma, const float *save_mean, const float *save_invstd,
                          const float *dy, float *dx, float *dgamma, float *dbeta);
 /* relu.c */
 void hsc_cpu_relu_forward(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);
-void hsc_cpu_relu_backward(hsc_backend_ctx *ctx, size_t count, const float *y, const float *dy,
-                           float *dx);
+void hsc_cpu_relu_backward(hsc_backend_ctx *ctx, size_t count, const float *y, const float *dy, float *dx);
 /* shuffle.c: SPOS channel split and concat */
 void hsc_cpu_split_forward(hsc_backend_ctx *ctx, int n, int c, int hw, const float *x, float *even,
                            float *odd);
-void hsc_cpu_split_backward(hsc_backend_ctx *ctx, int n, int c, int hw, const float *deven,
-                            const float *dodd, float *dx);
+void hsc_cpu_split_backward(hsc_backend_ctx *ctx, int n, int c, int hw, const float *deven, const float *dodd,
+                            float *dx);
 void hsc_cpu_concat_forward(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *a,
                             const float *b, float *y);
-void hsc_cpu_concat_backward(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *dy,
-                             float *da, float *db);
+void hsc_cpu_concat_backward(hsc_backend_ctx *ctx, int n, int ca, int cb, int hw, const float *dy, float *da,
+                             float *db);
 /* pool.c */
 void hsc_cpu_avgpool_forward(hsc_backend_ctx *ctx, int n, int c, int hw, const float *x, float *y);
 void hsc_cpu_avgpool_backward(hsc_backend_ctx *ctx, int n, int c, int hw, const float *dy, float *dx);
 /* linear.c */
-void hsc_cpu_linear_forward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x,
-                            const float *w, const float *b, float *y);
-void hsc_cpu_linear_backward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw, float *db);
+void hsc_cpu_linear_forward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x, const float *w,
+                            const float *b, float *y);
+void hsc_cpu_linear_backward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, float *db);
 /* loss.c */
-void hsc_cpu_xent_forward(hsc_backend_ctx *ctx, int n, int k, const float *logits,
-                          const int32_t *labels, float smoothing, float *probs, float *losses);
-void hsc_cpu_xent_backward(hsc_backend_ctx *ctx, int n, int k, const float *probs,
-                           const int32_t *labels, float smoothing, float scale, float *dlogits);
+void hsc_cpu_xent_forward(hsc_backend_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                          float smoothing, float *probs, float *losses);
+void hsc_cpu_xent_backward(hsc_backend_ctx *ctx, int n, int k, const float *probs, const int32_t *labels,
+                           float smoothing, float scale, float *dlogits);
 void hsc_cpu_accuracy(hsc_backend_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                       int32_t *counts);
 /* sgd.c */
 void hsc_cpu_sgd_update(hsc_backend_ctx *ctx, const hsc_sgd_desc *o, const hsc_region *r, int nr,
                         float *param, const float *grad, float *mom);
 void hsc_cpu_zero_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, float *buf);
-void hsc_cpu_pack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf,
-                          float *packed);
+void hsc_cpu_pack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf, float *packed);
 void hsc_cpu_unpack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed,
                             float *buf);
 

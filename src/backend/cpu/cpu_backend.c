@@ -22,11 +22,12 @@ void hsc_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, c
   if (m <= 0 || n <= 0) return;
   if (k <= 0) { /* C = beta * C, as BLAS defines it for an empty inner dimension */
     for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+      for (int j = 0; j < n; j++)
+        c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m,
-              n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static hsc_status cpu_init(hsc_backend_ctx **out, const hsc_backend_opts *opts, hsc_error *err) {
@@ -67,8 +68,8 @@ static void cpu_describe(const hsc_backend_ctx *ctx, char *buf, size_t len) {
     fclose(f);
   }
   const char *core = getenv("OPENBLAS_CORETYPE");
-  snprintf(buf, len, "cpu: %s, %d threads, %s (kernel %s)", model, c->threads,
-           openblas_get_config(), core ? core : openblas_get_corename());
+  snprintf(buf, len, "cpu: %s, %d threads, %s (kernel %s)", model, c->threads, openblas_get_config(),
+           core ? core : openblas_get_corename());
 }
 
 static int cpu_threads(const hsc_backend_ctx *ctx) { return ((const hsc_cpu_ctx *)ctx)->threads; }
