@@ -57,7 +57,7 @@ CU_SRC  :=
 ifeq ($(WITH_CUDA),1)
 LIB_SRC += $(wildcard src/backend/cuda/*.c)
 CU_SRC  := $(wildcard kernels/*.cu)
-CFLAGS  += -DHSC_HAVE_CUDA -I$(CUDA_HOME)/include
+CFLAGS  += -DHSC_HAVE_CUDA -isystem $(CUDA_HOME)/include -Ikernels
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lnccl -lcudart -lstdc++
 NVFLAGS ?= -O3 -std=c++17 -Iinclude -Ikernels \
            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
@@ -82,7 +82,7 @@ REFS    := $(REFDIR)/ops.h5
 # Test objects are kept (make would delete the harness object as an intermediate).
 .SECONDARY:
 
-.PHONY: FORCE all deps test test-build asan-test bench run install clean format help
+.PHONY: FORCE all deps test format-check test-build asan-test bench run install clean format help
 all: $(LIB) $(BIN)
 
 help:
@@ -143,16 +143,17 @@ $(REFDIR)/%.h5: tests/ref/%_ref.py
 
 test-build: $(LIB) $(BIN) $(TESTS) $(MPI_TESTS)
 
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
-	$(MAKE) test-build $(REFS)
+	$(MAKE) -j$(NPROC) test-build $(REFS)
 	tests/run.sh $(BUILD) $(REFDIR)
 
 asan-test: deps
-	$(MAKE) BUILD=build-asan SANITIZE=address,undefined CUDA=0 test-build $(REFS)
+	$(MAKE) -j$(NPROC) BUILD=build-asan SANITIZE=address,undefined CUDA=0 test-build $(REFS)
 	HSC_SANITIZED=1 tests/run.sh build-asan $(REFDIR)
 
 bench: deps
-	$(MAKE) $(BENCHES)
+	$(MAKE) -j$(NPROC) $(BENCHES)
 	bench/run.sh $(BUILD)
 
 run: deps all
@@ -166,10 +167,14 @@ install: all
 	install -m 644 include/hsconas/*.h $(DESTDIR)$(PREFIX)/include/hsconas/
 	$(if $(wildcard configs/*.yaml),install -m 644 configs/*.yaml $(DESTDIR)$(PREFIX)/share/hsconas/configs/)
 
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' 2>/dev/null)
 format:
-	clang-format -i $(shell git ls-files '*.c' '*.h' '*.cu')
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "clang-format: all files formatted"
 
 clean:
-	rm -rf build build-asan build-cuda
+	rm -rf build build-*
 
 -include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
