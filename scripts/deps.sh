@@ -9,7 +9,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libyaml-dev libopenblas-dev zlib1g-dev libturbojpeg0-dev dataset-fashion-mnist)
-test_pkgs=(python3-torch python3-h5py python3-numpy python3-yaml)
+test_pkgs=(python3-torch python3-h5py python3-numpy python3-yaml clang-format)
 slurm_pkgs=(slurmctld slurmd slurm-client munge)
 
 want=("${build_pkgs[@]}")

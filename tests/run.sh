@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs the whole test suite of one build directory and prints the total as its last line:
+#   tests/run.sh BUILD [REFDIR]
+# Unit tests run directly; tests/mpi/* run under `mpirun -np 3 --oversubscribe` (as root too: the
+# variables below allow it, so users never have to). Each program ends with "NAME: P passed, F failed
+# [, S skipped]"; a program that crashes or prints no summary counts as one failure.
+set -u
+build=${1:?usage: tests/run.sh BUILD [REFDIR]}
+refdir=${2:-build/ref}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+export HSC_REF_DIR=$refdir
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# Two threads per process unless the caller says otherwise; MPI tests use one per rank (3 ranks share
+# the cores).
+threads=${OMP_NUM_THREADS:-2}
+if [ -n "${HSC_SANITIZED:-}" ]; then
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/tests/lsan.supp:print_suppressions=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+
+passed=0 failed=0 skipped=0
+failures=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+run_one() { # name, command...
+  local name=$1
+  shift
+  echo "== $name"
+  timeout -k 10 600 "$@" >"$log" 2>&1
+  local rc=$?
+  cat "$log"
+  local line
+  line=$(grep -E "^[A-Za-z0-9_]+: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$" "$log" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "FAIL $name: exited with status $rc and printed no summary"
+    failed=$((failed + 1))
+    failures+=("$name")
+    return
+  fi
+  local p f s
+  p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+  f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  s=0
+  if grep -q skipped <<<"$line"; then s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line"); fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
+  if [ "$f" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    if [ "$f" -eq 0 ]; then # summary says fine but the program failed (a sanitizer, a crash at exit)
+      echo "FAIL $name: exited with status $rc after its summary"
+      failed=$((failed + 1))
+    fi
+    failures+=("$name")
+  fi
+}
+
+for t in "$build"/tests/test_*; do
+  [ -x "$t" ] || continue
+  OMP_NUM_THREADS=$threads run_one "$(basename "$t")" "$t"
+done
+for t in "$build"/tests/mpi/test_*; do
+  [ -x "$t" ] || continue
+  OMP_NUM_THREADS=1 run_one "mpi/$(basename "$t") (3 ranks)" \
+    mpirun -np 3 --oversubscribe --timeout 300 "$t"
+done
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failed programs: ${failures[*]}"
+summary="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
+echo "$summary" >"$build/test-summary"
+echo "$summary"
+[ "$failed" -eq 0 ]
