@@ -15,6 +15,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # Two threads per process unless the caller says otherwise; MPI tests use one per rank (3 ranks share
 # the cores).
 threads=${OMP_NUM_THREADS:-2}
+# Tests share the cores with other processes (3 ranks on 2 cores): idle OpenMP threads must sleep, not
+# spin, or every parallel region waits for a descheduled spinner.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [ -n "${HSC_SANITIZED:-}" ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/tests/lsan.supp:print_suppressions=0}

@@ -30,11 +30,17 @@ typedef struct {
   int stride, pad, groups;
 } hsc_conv2d_desc;
 
+/* Output size of a convolution; 0 when the kernel does not fit in the padded input (C division would
+ * round the negative span toward zero and claim one output). */
+static inline int hsc_conv_out_size(int size, int k, int stride, int pad) {
+  int span = size + 2 * pad - k;
+  return span < 0 ? 0 : span / stride + 1;
+}
 static inline int hsc_conv2d_out_h(const hsc_conv2d_desc *d) {
-  return (d->h + 2 * d->pad - d->kh) / d->stride + 1;
+  return hsc_conv_out_size(d->h, d->kh, d->stride, d->pad);
 }
 static inline int hsc_conv2d_out_w(const hsc_conv2d_desc *d) {
-  return (d->w + 2 * d->pad - d->kw) / d->stride + 1;
+  return hsc_conv_out_size(d->w, d->kw, d->stride, d->pad);
 }
 
 /* Pointwise (1x1, stride 1) convolution on the leading cout x cin slice of a max-width weight.
@@ -53,7 +59,7 @@ typedef struct {
 } hsc_depthwise_desc;
 
 static inline int hsc_depthwise_out(int size, int k, int stride) {
-  return (size + 2 * (k / 2) - k) / stride + 1;
+  return hsc_conv_out_size(size, k, stride, k / 2);
 }
 
 /* Batch normalisation over (n, hw) per channel, on the leading c channels, optionally followed by ReLU.
