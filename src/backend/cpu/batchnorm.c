@@ -1,43 +1,143 @@
-/* PLACEHOLDER: replaced by the real implementation. */
+/* Batch normalisation over (n, hw) per channel, on the leading c channels, with an optional ReLU after
+ * the affine transform (PyTorch's BatchNorm2d followed by ReLU):
+ *   training:  y = relu((x - mean) * invstd * gamma + beta), mean and the biased variance over the
+ *              n * hw values of the channel, invstd = 1 / sqrt(var + eps); saves mean and invstd for the
+ *              backward and updates running = (1 - momentum) * running + momentum * batch, with the
+ *              unbiased variance var * m / (m - 1), m = n * hw (torch.nn.functional.batch_norm);
+ *   inference: the same with running_mean and running_var in place of the batch statistics;
+ *   backward:  with g = dy masked by y > 0 when fused with ReLU and xhat = (x - mean) * invstd,
+ *              dbeta += sum g, dgamma += sum g xhat,
+ *              dx += gamma * invstd * (g - mean(g) - xhat * mean(g xhat))   (gamma = 1 without affine).
+ * The per-channel sums are accumulated in double: a channel holds 128 * 784 values in the supernet, where
+ * float sums lose about log2(m) bits. The statistics take one pass (sums of x - x0 and its square, x0 a
+ * sample of the channel, so the subtraction does not cancel); normalising and the backward's dx take a
+ * second. Channels are split over OpenMP threads, each channel is computed by one thread in a fixed order,
+ * so results do not depend on the thread count.
+ * Cost: forward 2 reads of x and 1 write of y; backward 3 reads (x, y for the mask, dy) twice, and a
+ * read-modify-write of dx. */
+#include <assert.h>
+#include <math.h>
+
 #include "cpu.h"
 
-void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma, const float *beta, float *running_mean, float *running_var, float *y, float *save_mean, float *save_invstd) {
-  (void)ctx;
-  (void)d;
-  (void)x;
-  (void)gamma;
-  (void)beta;
-  (void)running_mean;
-  (void)running_var;
-  (void)y;
-  (void)save_mean;
-  (void)save_invstd;
-  hsc_fatal("PLACEHOLDER not implemented");
+/* Mean and biased variance of channel ci of x [n, c, hw], in double. */
+static void bn_channel_stats(const hsc_bn_desc *d, const float *x, int ci, double *mean, double *var) {
+  const size_t hw = (size_t)d->hw;
+  const double x0 = x[(size_t)ci * hw];
+  double s = 0.0, s2 = 0.0;
+  for (int n = 0; n < d->n; n++) {
+    const float *xp = x + ((size_t)n * d->c + ci) * hw;
+#pragma omp simd reduction(+ : s, s2)
+    for (size_t i = 0; i < hw; i++) {
+      const double v = (double)xp[i] - x0;
+      s += v;
+      s2 += v * v;
+    }
+  }
+  const double m = (double)d->n * d->hw, ms = s / m;
+  *mean = x0 + ms;
+  *var = fmax(s2 / m - ms * ms, 0.0);
 }
 
-void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma, const float *beta, const float *running_mean, const float *running_var, float *y) {
-  (void)ctx;
-  (void)d;
-  (void)x;
-  (void)gamma;
-  (void)beta;
-  (void)running_mean;
-  (void)running_var;
-  (void)y;
-  hsc_fatal("PLACEHOLDER not implemented");
+/* y = relu?((x - mean) * scale + beta) over channel ci; y may alias x. */
+static void bn_channel_apply(const hsc_bn_desc *d, const float *x, int ci, float mean, float scale,
+                             float beta, float *y) {
+  const size_t hw = (size_t)d->hw;
+  for (int n = 0; n < d->n; n++) {
+    const size_t off = ((size_t)n * d->c + ci) * hw;
+    const float *xp = x + off;
+    float *yp = y + off;
+    if (d->relu)
+      for (size_t i = 0; i < hw; i++) {
+        const float v = (xp[i] - mean) * scale + beta;
+        yp[i] = v > 0.0f ? v : 0.0f;
+      }
+    else
+      for (size_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean) * scale + beta;
+  }
 }
 
-void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y, const float *gamma, const float *save_mean, const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
-  (void)ctx;
-  (void)d;
-  (void)x;
-  (void)y;
-  (void)gamma;
-  (void)save_mean;
-  (void)save_invstd;
-  (void)dy;
-  (void)dx;
-  (void)dgamma;
-  (void)dbeta;
-  hsc_fatal("PLACEHOLDER not implemented");
+/* x, y [n, c, hw]; gamma, beta, running_mean, running_var [c] or NULL; save_mean, save_invstd [c]. */
+void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
+                              const float *beta, float *running_mean, float *running_var, float *y,
+                              float *save_mean, float *save_invstd) {
+  const int threads = hsc_cpu(ctx)->threads;
+  const double m = (double)d->n * d->hw;
+  /* The unbiased variance needs two values per channel (PyTorch refuses to train on fewer). */
+  assert(m > 1.0 || !running_var);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    double mean, var;
+    bn_channel_stats(d, x, ci, &mean, &var);
+    const double invstd = 1.0 / sqrt(var + (double)d->eps);
+    save_mean[ci] = (float)mean;
+    save_invstd[ci] = (float)invstd;
+    const double mom = d->momentum;
+    if (running_mean) running_mean[ci] = (float)((1.0 - mom) * running_mean[ci] + mom * mean);
+    if (running_var) running_var[ci] = (float)((1.0 - mom) * running_var[ci] + mom * var * m / (m - 1.0));
+    const double scale = gamma ? gamma[ci] * invstd : invstd;
+    bn_channel_apply(d, x, ci, (float)mean, (float)scale, beta ? beta[ci] : 0.0f, y);
+  }
+}
+
+/* x, y [n, c, hw]; gamma, beta [c] or NULL; running_mean, running_var [c]. */
+void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
+                              const float *beta, const float *running_mean, const float *running_var,
+                              float *y) {
+  const int threads = hsc_cpu(ctx)->threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
+    const double scale = gamma ? gamma[ci] * invstd : invstd;
+    bn_channel_apply(d, x, ci, running_mean[ci], (float)scale, beta ? beta[ci] : 0.0f, y);
+  }
+}
+
+/* x, dy, dx [n, c, hw]; y [n, c, hw] (read only with d->relu); gamma [c] or NULL; save_mean,
+ * save_invstd [c] from the training forward; dgamma, dbeta [c] or NULL. */
+void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                         const float *gamma, const float *save_mean, const float *save_invstd,
+                         const float *dy, float *dx, float *dgamma, float *dbeta) {
+  assert(!d->relu || y);
+  if (!dx && !dgamma && !dbeta) return;
+  const int threads = hsc_cpu(ctx)->threads;
+  const size_t hw = (size_t)d->hw;
+  const double m = (double)d->n * d->hw;
+  const int relu = d->relu;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    const float mean = save_mean[ci];
+    const double invstd = save_invstd[ci];
+    /* sg = sum g, sgx = sum g (x - mean); g = dy, zero where the fused ReLU cut. */
+    double sg = 0.0, sgx = 0.0;
+    for (int n = 0; n < d->n; n++) {
+      const size_t off = ((size_t)n * d->c + ci) * hw;
+      const float *xp = x + off, *dyp = dy + off, *yp = relu ? y + off : NULL;
+#pragma omp simd reduction(+ : sg, sgx)
+      for (size_t i = 0; i < hw; i++) {
+        const double g = relu && !(yp[i] > 0.0f) ? 0.0 : (double)dyp[i];
+        sg += g;
+        sgx += g * ((double)xp[i] - mean);
+      }
+    }
+    const double sgxhat = sgx * invstd; /* sum g xhat */
+    if (dbeta) dbeta[ci] += (float)sg;
+    if (dgamma) dgamma[ci] += (float)sgxhat;
+    if (!dx) continue;
+    /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
+    const double k = (gamma ? gamma[ci] : 1.0) * invstd;
+    const float kf = (float)k, a = (float)(-k * invstd * sgxhat / m), b = (float)(-k * sg / m);
+    for (int n = 0; n < d->n; n++) {
+      const size_t off = ((size_t)n * d->c + ci) * hw;
+      const float *xp = x + off, *dyp = dy + off, *yp = relu ? y + off : NULL;
+      float *dxp = dx + off;
+      if (relu)
+        for (size_t i = 0; i < hw; i++) {
+          const float g = yp[i] > 0.0f ? dyp[i] : 0.0f;
+          dxp[i] += kf * g + a * (xp[i] - mean) + b;
+        }
+      else
+        for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + a * (xp[i] - mean) + b;
+    }
+  }
 }
