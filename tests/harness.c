@@ -62,7 +62,7 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
 }
 
 float *tu_randn(uint64_t stream, size_t n, float scale) {
-  float *x = hsc_xaligned(n * sizeof(float) + 64);
+  float *x = hsc_xmalloc(n * sizeof(float));
   hsc_rng r;
   hsc_rng_init(&r, 12345, HSC_RNG_TEST, stream);
   hsc_rng_fill_normal(&r, x, n, 0.0f, scale);
@@ -70,7 +70,7 @@ float *tu_randn(uint64_t stream, size_t n, float scale) {
 }
 
 float *tu_randu(uint64_t stream, size_t n, float lo, float hi) {
-  float *x = hsc_xaligned(n * sizeof(float) + 64);
+  float *x = hsc_xmalloc(n * sizeof(float));
   hsc_rng r;
   hsc_rng_init(&r, 12345, HSC_RNG_TEST, stream);
   hsc_rng_fill_uniform(&r, x, n, lo, hi);
@@ -78,7 +78,7 @@ float *tu_randu(uint64_t stream, size_t n, float lo, float hi) {
 }
 
 float *tu_copy(const float *x, size_t n) {
-  float *y = hsc_xaligned(n * sizeof(float) + 64);
+  float *y = hsc_xmalloc(n * sizeof(float));
   memcpy(y, x, n * sizeof(float));
   return y;
 }

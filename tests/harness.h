@@ -71,7 +71,9 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
 
 /* --- helpers shared by the operator tests --- */
 
-/* Deterministic test data: N(0, 1) * scale from Philox keyed by (HSC_RNG_TEST, stream). Caller frees. */
+/* Deterministic test data: N(0, 1) * scale from Philox keyed by (HSC_RNG_TEST, stream). Caller frees.
+ * Exactly n floats with malloc's alignment (no slack), so that AddressSanitizer sees a read past the end
+ * and operators are tested on tensors that are not 64-byte aligned (arena slices are not). */
 float *tu_randn(uint64_t stream, size_t n, float scale);
 /* Uniform in [lo, hi). Caller frees. */
 float *tu_randu(uint64_t stream, size_t n, float lo, float hi);

@@ -146,7 +146,8 @@ typedef struct hsc_backend {
 
   /* Batch norm, training mode: normalises with the batch statistics, writes save_mean [c] and
    * save_invstd [c] = 1/sqrt(var + eps) for the backward, and updates running_mean/var [c] unless NULL.
-   * x, y [n, c, hw]; gamma, beta [c] or NULL. y may alias x. */
+   * x, y [n, c, hw]; gamma, beta [c] or NULL. y may alias x only when no backward follows (bn_backward
+   * needs the input), e.g. BN recalibration. */
   void (*bn_forward_train)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
                            const float *beta, float *running_mean, float *running_var, float *y,
                            float *save_mean, float *save_invstd);
