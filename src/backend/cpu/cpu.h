@@ -23,6 +23,15 @@ float *hsc_cpu_scratch(hsc_cpu_ctx *c, size_t floats);
 void hsc_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Range [lo, hi) of block b of nb over `len`; interior boundaries on multiples of 16 when the blocks are
+ * wide enough (len / nb >= 64), so that tiles start on cache lines. */
+void hsc_cpu_block_range(int len, int nb, int b, int *lo, int *hi);
+/* C [m x n] = op(A) op(B) + beta C as one parallel product: C cut into up to `threads` blocks of at least
+ * 8 rows (when m >= n) or 16 columns, one hsc_cpu_sgemm each. When bias [n] is non-NULL, C's rows are
+ * first set to bias and beta is taken as 1. */
+void hsc_cpu_gemm_par(int threads, int ta, int tb, int m, int n, int k, const float *a, int lda,
+                      const float *b, int ldb, float beta, const float *bias, float *c, int ldc);
+
 /* conv2d.c */
 void hsc_cpu_conv2d_forward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x, const float *w,
                             const float *b, float *y);

@@ -17,19 +17,6 @@ float *hsc_cpu_scratch(hsc_cpu_ctx *c, size_t floats) {
   return c->scratch;
 }
 
-void hsc_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                   const float *b, int ldb, float beta, float *c, int ldc) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) { /* C = beta * C, as BLAS defines it for an empty inner dimension */
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++)
-        c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 static hsc_status cpu_init(hsc_backend_ctx **out, const hsc_backend_opts *opts, hsc_error *err) {
   (void)err;
   hsc_cpu_ctx *c = hsc_xcalloc(1, sizeof *c);

@@ -42,40 +42,6 @@ enum { PANEL_COLS = 768, TINY_FLOPS = 1 << 16 };
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
-/* Range [lo, hi) of block b of nb over `len`; interior boundaries on multiples of 16 when the blocks are
- * wide enough, so that tiles start on cache lines (64-byte aligned rows stay aligned). */
-static void block_range(int len, int nb, int b, int *lo, int *hi) {
-  long l = (long)len * b / nb, h = (long)len * (b + 1) / nb;
-  if (len / nb >= 64) {
-    l = b == 0 ? 0 : (l + 8) / 16 * 16;
-    h = b == nb - 1 ? len : (h + 8) / 16 * 16;
-  }
-  *lo = (int)l;
-  *hi = (int)h;
-}
-
-/* C [m x n] = op(A) op(B) + beta C as one parallel GEMM: C cut into row blocks (at least 8 rows) when
- * m >= n, else into column blocks (at least 16 columns), at most one per thread. */
-static void gemm_par(int threads, int ta, int tb, int m, int n, int k, const float *a, int lda,
-                     const float *b, int ldb, float beta, float *c, int ldc) {
-  const int by_rows = m >= n;
-  const int len = by_rows ? m : n;
-  int nb = imin(threads, by_rows ? len / 8 : len / 16);
-  if (nb < 1) nb = 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < nb; t++) {
-    int lo, hi;
-    block_range(len, nb, t, &lo, &hi);
-    if (by_rows) {
-      const float *at = ta ? a + lo : a + (size_t)lo * lda;
-      hsc_cpu_sgemm(ta, tb, hi - lo, n, k, 1.0f, at, lda, b, ldb, beta, c + (size_t)lo * ldc, ldc);
-    } else {
-      const float *bt = tb ? b + (size_t)lo * ldb : b + lo;
-      hsc_cpu_sgemm(ta, tb, m, hi - lo, k, 1.0f, a, lda, bt, ldb, beta, c + lo, ldc);
-    }
-  }
-}
-
 /* Number of image panels for gathering (images k*n/p .. (k+1)*n/p - 1 form panel k), or 0 when images
  * are better used in place. Gathering copies (cin + cout) * hw floats per image and saves a packing of
  * the cout x cin weight slice per image: it pays when the slice is the larger (hw < cin*cout/(cin+cout),
@@ -154,11 +120,11 @@ static void per_image_gemm(hsc_cpu_ctx *cx, int nimg, int rows, int hw, int k, i
     const float *bn = b + img * b_img;
     float *cn = c + img * c_img;
     if (by_rows) {
-      block_range(rows, blocks, blk, &lo, &hi);
+      hsc_cpu_block_range(rows, blocks, blk, &lo, &hi);
       const float *at = ta ? a + lo : a + (size_t)lo * lda;
       hsc_cpu_sgemm(ta, 0, hi - lo, hw, k, 1.0f, at, lda, bn, hw, beta, cn + (size_t)lo * hw, hw);
     } else {
-      block_range(hw, blocks, blk, &lo, &hi);
+      hsc_cpu_block_range(hw, blocks, blk, &lo, &hi);
       hsc_cpu_sgemm(ta, 0, rows, hi - lo, k, 1.0f, a, lda, bn + lo, hw, beta, cn + lo, hw);
     }
   }
@@ -171,7 +137,7 @@ void hsc_cpu_pointwise_forward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d
   hsc_cpu_ctx *c = hsc_cpu(ctx);
   if (d->n == 0) return;
   if (d->hw == 1) /* y [n x cout] = x [n x cin] W^T */
-    gemm_par(c->threads, 0, 1, d->n, d->cout, d->cin, x, d->cin, w, d->ldw, 0.0f, y, d->cout);
+    hsc_cpu_gemm_par(c->threads, 0, 1, d->n, d->cout, d->cin, x, d->cin, w, d->ldw, 0.0f, NULL, y, d->cout);
   else
     per_image_gemm(c, d->n, d->cout, d->hw, d->cin, 0, w, d->ldw, x, 0, y);
 }
@@ -184,7 +150,7 @@ static void dw_by_rows(int threads, const hsc_pointwise_desc *d, const float *x,
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int t = 0; t < nb; t++) {
     int lo, hi;
-    block_range(cout, nb, t, &lo, &hi);
+    hsc_cpu_block_range(cout, nb, t, &lo, &hi);
     for (int img = 0; img < d->n; img++) {
       const size_t o = (size_t)img * hw;
       hsc_cpu_sgemm(0, 1, hi - lo, cin, hw, 1.0f, dy + (o * cout + (size_t)lo * hw), hw, x + o * cin, hw,
@@ -230,7 +196,7 @@ static void dw_by_partials(hsc_cpu_ctx *c, const hsc_pointwise_desc *d, const fl
         hsc_cpu_sgemm(0, 1, cout, cin, cols, 1.0f, dp, cols, xp, cols, beta, mine, cin);
       } else {
         int img = (int)(t / blocks), lo, hi;
-        block_range(hw, blocks, (int)(t % blocks), &lo, &hi);
+        hsc_cpu_block_range(hw, blocks, (int)(t % blocks), &lo, &hi);
         const size_t o = (size_t)img * hw;
         hsc_cpu_sgemm(0, 1, cout, cin, hi - lo, 1.0f, dy + o * cout + lo, hw, x + o * cin + lo, hw, beta,
                       mine, cin);
@@ -259,13 +225,15 @@ void hsc_cpu_pointwise_backward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *
   if (d->n == 0) return;
   if (dx) {
     if (d->hw == 1) /* dx [n x cin] += dy [n x cout] W */
-      gemm_par(c->threads, 0, 0, d->n, d->cin, d->cout, dy, d->cout, w, d->ldw, 1.0f, dx, d->cin);
+      hsc_cpu_gemm_par(c->threads, 0, 0, d->n, d->cin, d->cout, dy, d->cout, w, d->ldw, 1.0f, NULL, dx,
+                       d->cin);
     else
       per_image_gemm(c, d->n, d->cin, d->hw, d->cout, 1, w, d->ldw, dy, 1, dx);
   }
   if (dw) {
     if (d->hw == 1) /* dw [cout x cin] += dy^T [cout x n] x [n x cin] */
-      gemm_par(c->threads, 1, 0, d->cout, d->cin, d->n, dy, d->cout, x, d->cin, 1.0f, dw, d->ldw);
+      hsc_cpu_gemm_par(c->threads, 1, 0, d->cout, d->cin, d->n, dy, d->cout, x, d->cin, 1.0f, NULL, dw,
+                       d->ldw);
     else if ((long)d->n * d->hw <= 2L * d->cout && d->cout >= 16)
       dw_by_rows(c->threads, d, x, dy, dw);
     else
