@@ -83,6 +83,15 @@ float *tu_copy(const float *x, size_t n) {
   return y;
 }
 
+int tu_check_accumulated_at(hsc_test *t, const char *file, int line, const char *what, const float *got,
+                            const float *old, const float *fresh, size_t n) {
+  float *want = hsc_xmalloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) want[i] = old[i] + fresh[i];
+  int ok = hsc_test_close_at(t, file, line, what, got, want, n, 1e-6, 1e-7);
+  free(want);
+  return ok;
+}
+
 double tu_dot(const float *a, const float *b, size_t n) {
   double s = 0.0;
   for (size_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];

@@ -71,6 +71,14 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
 
 /* --- helpers shared by the operator tests --- */
 
+/* Accumulation check: got [n] == old [n] + fresh [n], where `fresh` is the gradient the same call wrote
+ * into a zeroed buffer and `got` what it added into `old`. The same single float addition either way, so
+ * equal up to one rounding: rtol 1e-6, atol 1e-7 cover an FMA contraction of the operator's final add. */
+int tu_check_accumulated_at(hsc_test *t, const char *file, int line, const char *what, const float *got,
+                            const float *old, const float *fresh, size_t n);
+#define TU_CHECK_ACCUMULATED(t, what, got, old, fresh, n) \
+  tu_check_accumulated_at((t), __FILE__, __LINE__, (what), (got), (old), (fresh), (n))
+
 /* Deterministic test data: N(0, 1) * scale from Philox keyed by (HSC_RNG_TEST, stream). Caller frees.
  * Exactly n floats with malloc's alignment (no slack), so that AddressSanitizer sees a read past the end
  * and operators are tested on tensors that are not 64-byte aligned (arena slices are not). */

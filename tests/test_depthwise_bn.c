@@ -14,26 +14,12 @@
 
 #include "harness.h"
 
-/* Accumulation checks compare `old + fresh` (fresh = the gradient written into a zeroed buffer) with what
- * the operator added into `old`: one float addition either way, so equal up to one rounding; the slack
- * covers an FMA contraction of the operator's final add. */
-#define ACC_RTOL 1e-6
-#define ACC_ATOL 1e-7
-
 static float *zeros(size_t n) { return hsc_xcalloc(n + 16, sizeof(float)); }
 
 static float *filled(size_t n, float v) {
   float *p = zeros(n);
   for (size_t i = 0; i < n; i++) p[i] = v;
   return p;
-}
-
-static void check_accumulated(hsc_test *t, const char *what, const float *got, const float *old,
-                              const float *fresh, size_t n) {
-  float *want = zeros(n);
-  for (size_t i = 0; i < n; i++) want[i] = old[i] + fresh[i];
-  T_CLOSE(t, what, got, want, n, ACC_RTOL, ACC_ATOL);
-  free(want);
 }
 
 /* A copy of p [n] in a buffer of exactly n floats (the harness's allocations have slack at the end), so
@@ -255,8 +241,8 @@ static void t_dw_accumulate(hsc_test *t) {
     float *oldx = tu_randn(903, nx, 1.0f), *oldw = tu_randn(904, nw, 1.0f);
     float *dx = tu_copy(oldx, nx), *dw = tu_copy(oldw, nw);
     t->be->depthwise_backward(t->ctx, &d, x, w, dy, dx, dw);
-    check_accumulated(t, "depthwise dx += ", dx, oldx, dx0, nx);
-    check_accumulated(t, "depthwise dw += ", dw, oldw, dw0, nw);
+    TU_CHECK_ACCUMULATED(t, "depthwise dx += ", dx, oldx, dx0, nx);
+    TU_CHECK_ACCUMULATED(t, "depthwise dw += ", dw, oldw, dw0, nw);
     T_EQ_INT(t, bits_differ(dw + DW_C * 25, oldw + DW_C * 25, nw - DW_C * 25), 0);
 
     float *only_dx = zeros(nx), *only_dw = zeros(nw);
@@ -525,9 +511,9 @@ static void t_bn_accumulate(hsc_test *t) {
   float *oldb = tu_randn(1506, BN_CMAX, 1.0f);
   float *dx = tu_copy(oldx, nx), *dg = tu_copy(oldg, BN_CMAX), *db = tu_copy(oldb, BN_CMAX);
   t->be->bn_backward(t->ctx, &d, x, y, gamma, sm, si, dy, dx, dg, db);
-  check_accumulated(t, "bn dx += ", dx, oldx, dx0, nx);
-  check_accumulated(t, "bn dgamma += ", dg, oldg, dg0, (size_t)d.c);
-  check_accumulated(t, "bn dbeta += ", db, oldb, db0, (size_t)d.c);
+  TU_CHECK_ACCUMULATED(t, "bn dx += ", dx, oldx, dx0, nx);
+  TU_CHECK_ACCUMULATED(t, "bn dgamma += ", dg, oldg, dg0, (size_t)d.c);
+  TU_CHECK_ACCUMULATED(t, "bn dbeta += ", db, oldb, db0, (size_t)d.c);
   T_EQ_INT(
       t, bits_differ(dg + d.c, oldg + d.c, BN_CMAX - d.c) + bits_differ(db + d.c, oldb + d.c, BN_CMAX - d.c),
       0);

@@ -13,24 +13,9 @@
 
 #include "harness.h"
 
-/* Accumulation checks compare `old + fresh` (fresh = the gradient written into a zeroed buffer) with
- * what the operator added into `old`: the same single float addition, so equal up to one rounding; the
- * slack covers a compiler contracting the operator's a * b + c into an FMA. */
-#define ACC_RTOL 1e-6
-#define ACC_ATOL 1e-7
-
 static float *zeros(size_t n) { return hsc_xcalloc(n + 16, sizeof(float)); }
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
-
-/* Checks that got [n] == old [n] + fresh [n] (see ACC_RTOL). */
-static void check_accumulated(hsc_test *t, const char *what, const float *got, const float *old,
-                              const float *fresh, size_t n) {
-  float *want = zeros(n);
-  for (size_t i = 0; i < n; i++) want[i] = old[i] + fresh[i];
-  T_CLOSE(t, what, got, want, n, ACC_RTOL, ACC_ATOL);
-  free(want);
-}
 
 /* Counts the elements of a [n] and b [n] whose bits differ. */
 static size_t bits_differ(const float *a, const float *b, size_t n) {
@@ -82,7 +67,7 @@ static void t_relu(hsc_test *t) {
   float *old = tu_randn(3, N, 1.0f), *acc = tu_copy(old, N);
   t->be->relu_forward(t->ctx, N, x, y);
   t->be->relu_backward(t->ctx, N, y, r, acc);
-  check_accumulated(t, "relu dx accumulated", acc, old, dx, N);
+  TU_CHECK_ACCUMULATED(t, "relu dx accumulated", acc, old, dx, N);
   t->be->relu_backward(t->ctx, N, y, r, NULL);
 
   /* Parallel path, with a tail that is not a multiple of the vector width; -0 and NaN inputs pass as in
@@ -164,7 +149,7 @@ static void t_split(hsc_test *t) {
   /* Accumulation, and each half alone: a NULL half leaves its channels untouched. */
   float *old = tu_randn(13, X, 1.0f), *acc = tu_copy(old, X);
   t->be->split_backward(t->ctx, N, C, HW, re, ro, acc);
-  check_accumulated(t, "split dx accumulated", acc, old, dx, X);
+  TU_CHECK_ACCUMULATED(t, "split dx accumulated", acc, old, dx, X);
   float *only_odd = tu_copy(old, X), *only_even = tu_copy(old, X), *none = tu_copy(old, X);
   t->be->split_backward(t->ctx, N, C, HW, NULL, ro, only_odd);
   t->be->split_backward(t->ctx, N, C, HW, re, NULL, only_even);
@@ -235,8 +220,8 @@ static void t_concat(hsc_test *t) {
   float *olda = tu_randn(23, NA, 1.0f), *oldb = tu_randn(24, NB, 1.0f);
   float *acca = tu_copy(olda, NA), *accb = tu_copy(oldb, NB);
   t->be->concat_backward(t->ctx, N, CA, CB, HW, r, acca, accb);
-  check_accumulated(t, "concat da accumulated", acca, olda, da, NA);
-  check_accumulated(t, "concat db accumulated", accb, oldb, db, NB);
+  TU_CHECK_ACCUMULATED(t, "concat da accumulated", acca, olda, da, NA);
+  TU_CHECK_ACCUMULATED(t, "concat db accumulated", accb, oldb, db, NB);
   float *onlya = tu_copy(olda, NA), *onlyb = tu_copy(oldb, NB);
   t->be->concat_backward(t->ctx, N, CA, CB, HW, r, onlya, NULL);
   t->be->concat_backward(t->ctx, N, CA, CB, HW, r, NULL, onlyb);
@@ -288,7 +273,7 @@ static void t_avgpool(hsc_test *t) {
 
   float *old = tu_randn(32, X, 1.0f), *acc = tu_copy(old, X);
   t->be->avgpool_backward(t->ctx, N, C, HW, r, acc);
-  check_accumulated(t, "avgpool dx accumulated", acc, old, dx, X);
+  TU_CHECK_ACCUMULATED(t, "avgpool dx accumulated", acc, old, dx, X);
   t->be->avgpool_backward(t->ctx, N, C, HW, r, NULL);
 
   /* Parallel path at the SPOS head (1024 channels of 7 x 7), against a double sum. Inputs are
@@ -408,7 +393,7 @@ static void t_xent(hsc_test *t) {
     t->be->xent_forward(t->ctx, N, K, logits, labels, s, probs, losses);
     float *old = tu_randn(41, N * K, 1.0f), *acc = tu_copy(old, N * K);
     t->be->xent_backward(t->ctx, N, K, probs, labels, s, 1.0f / N, acc);
-    check_accumulated(t, "xent dlogits accumulated", acc, old, dl, N * K);
+    TU_CHECK_ACCUMULATED(t, "xent dlogits accumulated", acc, old, dl, N * K);
     t->be->xent_backward(t->ctx, N, K, probs, labels, s, 1.0f / N, NULL);
     free(dl), free(old), free(acc);
   }
