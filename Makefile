@@ -5,6 +5,7 @@
 #   BUILD=dir       build directory (default build)
 #   ARCH=...        -march value (default native; use e.g. x86-64-v3 for binaries shared across nodes)
 #   WERROR=0        do not turn warnings into errors
+#   V=1             show the full command lines
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -86,7 +87,7 @@ REFS    := $(REFDIR)/ops.h5
 all: $(LIB) $(BIN)
 
 help:
-	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
 
 deps:
 	@scripts/deps.sh
