@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kernels.h"
 #include "cuda_check.h"
 #include "hsconas/backend.h"
+#include "kernels.h"
 
 /* The context behind hsc_backend_ctx. A context serves one host thread at a time; it assumes that
  * thread's current device is the context's (init sets it; hsconas runs one device per rank). */
