@@ -21,6 +21,7 @@
  * unpadded conv needs no im2col: x_n itself is the K x P matrix.
  * Cost: 2 * n * cout * cg * kh * kw * P flops per pass; im2col/col2im move n * G * K * P floats. */
 #include <assert.h>
+#include <limits.h>
 #include <omp.h>
 #include <string.h>
 
@@ -84,16 +85,14 @@ static int col_blocks(const geom *g, int n, int threads) {
   return b < 1 ? 1 : (int)b;
 }
 
-/* Column range [j0, j1) of block `b` of `nb` over P columns; boundaries on multiples of 16 when the
- * blocks are wide enough, so that GEMM tiles start on cache lines. */
+/* Column range [j0, j1) of block `b` of `nb` over the P output columns (hsc_cpu_block_range's cut, so
+ * that GEMM tiles start on cache lines). */
 static void block_range(size_t p, int nb, int b, size_t *j0, size_t *j1) {
-  size_t lo = p * (size_t)b / (size_t)nb, hi = p * (size_t)(b + 1) / (size_t)nb;
-  if (p / (size_t)nb >= 64) {
-    lo = b == 0 ? 0 : (lo + 8) / 16 * 16;
-    hi = b == nb - 1 ? p : (hi + 8) / 16 * 16;
-  }
-  *j0 = lo;
-  *j1 = hi;
+  assert(p <= INT_MAX);
+  int lo, hi;
+  hsc_cpu_block_range((int)p, nb, b, &lo, &hi);
+  *j0 = (size_t)lo;
+  *j1 = (size_t)hi;
 }
 
 /* Output columns ow in [lo, hi) whose input column ow*stride - pad + kj lies inside [0, w). */
