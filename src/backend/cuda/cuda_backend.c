@@ -261,45 +261,53 @@ static int region_batch(const hsc_region *r, int nr, int first, size_t *packed, 
   return m;
 }
 
-static void cuda_sgd_update(hsc_backend_ctx *ctx, const hsc_sgd_desc *o, const hsc_region *r, int nr,
-                            float *param, const float *grad, float *mom) {
-  assert(o && param && grad && mom);
+typedef enum { REGIONS_SGD, REGIONS_ZERO, REGIONS_PACK, REGIONS_UNPACK } regions_op;
+
+/* The four region operators share one walk: the host descriptors go to the kernels by value, in batches
+ * of HSC_K_REGION_BATCH, with their offsets in the packed buffer. Pointers `op` does not use are NULL. */
+static void regions_launch(hsc_backend_ctx *ctx, regions_op op, const hsc_region *r, int nr,
+                           const hsc_sgd_desc *o, float *buf, const float *in, float *mom) {
+  cudaStream_t stream = cuda(ctx)->stream;
   hsc_kregion kr[HSC_K_REGION_BATCH];
   size_t packed = 0;
   for (int first = 0; first < nr; first += HSC_K_REGION_BATCH) {
     int m = region_batch(r, nr, first, &packed, kr);
-    HSC_CHECK_LAUNCH(hsc_k_sgd_update(cuda(ctx)->stream, kr, m, o->lr, o->momentum, o->dampening, o->nesterov,
-                                      param, grad, mom));
+    switch (op) {
+      case REGIONS_SGD: /* buf = parameters, in = gradients */
+        HSC_CHECK_LAUNCH(
+            hsc_k_sgd_update(stream, kr, m, o->lr, o->momentum, o->dampening, o->nesterov, buf, in, mom));
+        break;
+      case REGIONS_ZERO:
+        HSC_CHECK_LAUNCH(hsc_k_zero_regions(stream, kr, m, buf));
+        break;
+      case REGIONS_PACK: /* in = the full buffer, buf = the packed one */
+        HSC_CHECK_LAUNCH(hsc_k_pack_regions(stream, kr, m, in, buf));
+        break;
+      case REGIONS_UNPACK: /* in = the packed buffer, buf = the full one */
+        HSC_CHECK_LAUNCH(hsc_k_unpack_regions(stream, kr, m, in, buf));
+        break;
+    }
   }
 }
 
+static void cuda_sgd_update(hsc_backend_ctx *ctx, const hsc_sgd_desc *o, const hsc_region *r, int nr,
+                            float *param, const float *grad, float *mom) {
+  assert(o && param && grad && mom);
+  regions_launch(ctx, REGIONS_SGD, r, nr, o, param, grad, mom);
+}
+
 static void cuda_zero_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, float *buf) {
-  hsc_kregion kr[HSC_K_REGION_BATCH];
-  size_t packed = 0;
-  for (int first = 0; first < nr; first += HSC_K_REGION_BATCH) {
-    int m = region_batch(r, nr, first, &packed, kr);
-    HSC_CHECK_LAUNCH(hsc_k_zero_regions(cuda(ctx)->stream, kr, m, buf));
-  }
+  regions_launch(ctx, REGIONS_ZERO, r, nr, NULL, buf, NULL, NULL);
 }
 
 static void cuda_pack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf,
                               float *packed_buf) {
-  hsc_kregion kr[HSC_K_REGION_BATCH];
-  size_t packed = 0;
-  for (int first = 0; first < nr; first += HSC_K_REGION_BATCH) {
-    int m = region_batch(r, nr, first, &packed, kr);
-    HSC_CHECK_LAUNCH(hsc_k_pack_regions(cuda(ctx)->stream, kr, m, buf, packed_buf));
-  }
+  regions_launch(ctx, REGIONS_PACK, r, nr, NULL, packed_buf, buf, NULL);
 }
 
 static void cuda_unpack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed_buf,
                                 float *buf) {
-  hsc_kregion kr[HSC_K_REGION_BATCH];
-  size_t packed = 0;
-  for (int first = 0; first < nr; first += HSC_K_REGION_BATCH) {
-    int m = region_batch(r, nr, first, &packed, kr);
-    HSC_CHECK_LAUNCH(hsc_k_unpack_regions(cuda(ctx)->stream, kr, m, packed_buf, buf));
-  }
+  regions_launch(ctx, REGIONS_UNPACK, r, nr, NULL, buf, packed_buf, NULL);
 }
 
 /* ---- cuDNN / cuBLAS operators: the GPU backend issue ---- */
