@@ -178,4 +178,4 @@ format-check:
 clean:
 	rm -rf build build-*
 
--include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

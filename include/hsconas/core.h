@@ -25,8 +25,7 @@ typedef enum {
   HSC_ERR_IO = 2,          /* a file could not be read or written */
   HSC_ERR_UNSUPPORTED = 3, /* the backend or build lacks the feature */
   HSC_ERR_DEVICE = 4,      /* no usable device / driver */
-  HSC_ERR_NOMEM = 5,
-  HSC_ERR_STOPPED = 6, /* stopped by a signal after a checkpoint (exit status 3) */
+  HSC_ERR_STOPPED = 5,     /* stopped by a signal after a checkpoint (exit status 3) */
   HSC_ERR_CODE_COUNT
 } hsc_status;
 

@@ -12,7 +12,6 @@ static const char *const status_names[] = {
     [HSC_ERR_IO] = "i/o error",
     [HSC_ERR_UNSUPPORTED] = "unsupported",
     [HSC_ERR_DEVICE] = "device error",
-    [HSC_ERR_NOMEM] = "out of memory",
     [HSC_ERR_STOPPED] = "stopped by a signal",
 };
 _Static_assert(ARRAY_LEN(status_names) == HSC_ERR_CODE_COUNT, "one name per hsc_status");
