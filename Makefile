@@ -78,7 +78,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB     := $(BUILD)/libhsconas.a
 BIN     := $(BUILD)/hsconas
 REFDIR  := build/ref
-REFS    := $(REFDIR)/ops.h5
+REFS    := $(patsubst tests/ref/%_ref.py,$(REFDIR)/%.h5,$(wildcard tests/ref/*_ref.py))
 
 # Test objects are kept (make would delete the harness object as an intermediate).
 .SECONDARY:

@@ -17,6 +17,7 @@ typedef enum {
   HSC_RNG_AUGMENT = 4,
   HSC_RNG_SEARCH = 5, /* genes of candidate i */
   HSC_RNG_PROFILE = 6,
+  HSC_RNG_SPLIT = 7, /* the fixed train/validation split */
   HSC_RNG_PURPOSE_COUNT
 } hsc_rng_purpose;
 

@@ -1,0 +1,134 @@
+/* The run configuration: a typed struct filled from YAML (libyaml) through one schema table.
+ *
+ * Every key has a type, a default, a range or a set of choices and a help line in the schema
+ * (src/core/config_schema.c). Unknown keys, wrong types and out-of-range values are errors naming
+ * file:line:column and the key. `--set key=value` overrides any key after the file is read (the value is
+ * parsed as YAML flow text, so `--set space.scales=[0.5,1.0]` works). The effective configuration, with every
+ * default, is printed by `hsconas config CONFIG --dump` and stored in checkpoints.
+ *
+ * In an MPI run rank 0 reads the file and broadcasts its bytes; every rank parses the same bytes and the
+ * same overrides, so all ranks hold identical structs (DESIGN.md §2). */
+#ifndef HSCONAS_CONFIG_H
+#define HSCONAS_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hsconas/core.h"
+
+#define HSC_CFG_MAX_LIST 32
+#define HSC_CFG_PATH 1024
+#define HSC_CFG_NAME 32
+
+/* A string list entry (operator names). */
+typedef char hsc_cfg_name[HSC_CFG_NAME];
+
+typedef struct {
+  struct {
+    char dir[HSC_CFG_PATH]; /* run directory: checkpoints, logs, results */
+    int64_t seed;           /* every random stream is keyed by it */
+  } run;
+  struct {
+    char dataset[HSC_CFG_NAME];    /* "fmnist" */
+    char path[HSC_CFG_PATH];       /* directory with the dataset files */
+    int batch_size;                /* GLOBAL batch of one training step, split evenly over the ranks */
+    int eval_batch_size;           /* batch for evaluation and BN recalibration (per process) */
+    int val_size;                  /* images of the 60k training set held out for search validation */
+    int64_t split_seed;            /* seed of that split (independent of run.seed: the split is fixed) */
+    int augment;                   /* random crop with padding + horizontal flip on training batches */
+    int crop_pad;                  /* padding of the random crop, pixels */
+    int flip;                      /* horizontal flip with probability 1/2 */
+    double mean[HSC_CFG_MAX_LIST]; /* per input channel normalisation: (x/255 - mean) / std */
+    int n_mean;
+    double std[HSC_CFG_MAX_LIST];
+    int n_std;
+    int prefetch; /* background thread that prepares the next batch */
+  } data;
+  struct {
+    int input_channels, input_size; /* square input */
+    int stem_channels, stem_stride; /* 3x3 conv, BN, ReLU */
+    int stage_channels[HSC_CFG_MAX_LIST];
+    int n_stage_channels;
+    int stage_blocks[HSC_CFG_MAX_LIST];
+    int n_stage_blocks;
+    int stage_strides[HSC_CFG_MAX_LIST];
+    int n_stage_strides;
+    int head_channels; /* 1x1 conv before the pool */
+    int classes;
+    hsc_cfg_name ops[HSC_CFG_MAX_LIST]; /* shuffle3 | shuffle5 | shuffle7 | xception */
+    int n_ops;
+    double scales[HSC_CFG_MAX_LIST]; /* channel scales of a block's mid width, increasing */
+    int n_scales;
+  } space;
+  struct {
+    int epochs;
+    int64_t max_steps;              /* 0: no cap (epochs decide) */
+    double lr;                      /* peak learning rate */
+    char lr_schedule[HSC_CFG_NAME]; /* linear | cosine (to 0 at the last step) */
+    int64_t warmup_steps;           /* linear warm-up from 0 to lr */
+    double momentum;
+    int nesterov;
+    double weight_decay; /* on conv and linear weights only */
+    double label_smoothing;
+    double bn_momentum;
+    double bn_eps;
+    int sync_bn; /* BN batch statistics all-reduced over the ranks */
+  } supernet;
+  struct {
+    int recal_batches; /* training batches forwarded for BN recalibration */
+    int val_images;    /* validation images evaluated (0: the whole held-out split) */
+  } eval;
+  struct {
+    int epochs;
+    int64_t max_steps;
+    double lr;
+    char lr_schedule[HSC_CFG_NAME];
+    int64_t warmup_steps;
+    double momentum;
+    int nesterov;
+    double weight_decay;
+    double label_smoothing;
+  } retrain;
+  struct {
+    int64_t every_steps; /* 0: only at the end and on a signal */
+    int keep;            /* newest checkpoints kept per phase */
+  } checkpoint;
+  struct {
+    char backend[HSC_CFG_NAME]; /* cpu | cuda */
+    int threads;                /* CPU threads per rank; 0: OMP_NUM_THREADS, else cores / local ranks */
+  } dist;
+  struct {
+    int every_steps; /* progress line period */
+  } log;
+} hsc_config;
+
+/* Fills every key with its default. */
+void hsc_config_defaults(hsc_config *cfg);
+
+/* Parses YAML text into cfg (which should hold the defaults or an earlier layer). `name` is the file name
+ * used in messages. On error cfg may be partly modified. */
+hsc_status hsc_config_parse(hsc_config *cfg, const char *text, size_t len, const char *name, hsc_error *err);
+
+/* Applies one "key=value" override (value is YAML flow text). Errors name the override. */
+hsc_status hsc_config_set(hsc_config *cfg, const char *assignment, hsc_error *err);
+
+/* Checks relations between keys (list lengths, batch divisible by ranks, ...). world_size 0: skip the
+ * rank-dependent checks. */
+hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error *err);
+
+/* Defaults + file + overrides + validate. Rank 0 of comm reads the file and broadcasts its bytes; every
+ * rank returns the same status and message (collective over comm). */
+hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
+                           MPI_Comm comm, hsc_error *err);
+
+/* The effective configuration as YAML, every key with its value, in schema order (with help comments when
+ * `comments`). Returns a malloc'd string. Parsing it back gives the same struct. */
+char *hsc_config_dump(const hsc_config *cfg, int comments);
+
+/* 64-bit FNV-1a hash of the dump without comments (names the configuration in checkpoints). */
+uint64_t hsc_config_hash(const hsc_config *cfg);
+
+/* Prints the schema (key, type, default, range, help) for `hsconas config --keys`. */
+void hsc_config_print_schema(FILE *out);
+
+#endif
