@@ -531,6 +531,59 @@ static void t_bn_accumulate(hsc_test *t) {
   free(only_db);
 }
 
+/* The sync-BN pieces on two halves of a batch, combined as the supernet combines ranks (mean of the
+ * means, Chan's formula for the variance; sums of the backward reductions), reproduce the single-batch
+ * forward and backward: the data-parallel identity behind supernet.sync_bn. Tolerances: fp32 rounding of
+ * differently ordered double sums, rtol 1e-5 forward, 1e-4 backward. */
+static void t_bn_sync_pieces(hsc_test *t) {
+  hsc_bn_desc d = {.n = 8, .c = 5, .hw = 30, .eps = 1e-5f, .momentum = 0.1f, .relu = 1};
+  hsc_bn_desc h = d;
+  h.n = d.n / 2;
+  const size_t nx = (size_t)d.n * d.c * d.hw, nh = nx / 2;
+  float *x = tu_randn(1600, nx, 2.0f), *gamma = tu_randu(1601, BN_CMAX, 0.5f, 1.5f);
+  float *beta = tu_randn(1602, BN_CMAX, 0.5f), *dy = tu_randn(1603, nx, 1.0f);
+  for (size_t i = 0; i < nx; i++) x[i] += 3.0f; /* a mean far from 0 */
+  float *y = zeros(nx), *sm = zeros(BN_CMAX), *si = zeros(BN_CMAX);
+  float *dx = zeros(nx), *dg = zeros(BN_CMAX), *db = zeros(BN_CMAX);
+  t->be->bn_forward_train(t->ctx, &d, x, gamma, beta, NULL, NULL, y, sm, si);
+  t->be->bn_backward(t->ctx, &d, x, y, gamma, sm, si, dy, dx, dg, db);
+
+  float mean[2][BN_CMAX], var[2][BN_CMAX], gm[BN_CMAX], gv[BN_CMAX], ginv[BN_CMAX];
+  for (int r = 0; r < 2; r++) t->be->bn_stats(t->ctx, &h, x + r * nh, mean[r], var[r]);
+  for (int c = 0; c < d.c; c++) {
+    const double mu = 0.5 * ((double)mean[0][c] + mean[1][c]);
+    double m2 = 0.0;
+    for (int r = 0; r < 2; r++)
+      m2 += (double)var[r][c] + ((double)mean[r][c] - mu) * ((double)mean[r][c] - mu);
+    gm[c] = (float)mu;
+    gv[c] = (float)(m2 / 2.0);
+    ginv[c] = (float)(1.0 / sqrt((double)gv[c] + d.eps));
+  }
+  T_CLOSE(t, "sync mean", gm, sm, (size_t)d.c, 1e-5, 1e-6);
+  T_CLOSE(t, "sync invstd", ginv, si, (size_t)d.c, 1e-5, 1e-6);
+  float *ys = zeros(nx), *dxs = zeros(nx), *dgs = zeros(BN_CMAX), *dbs = zeros(BN_CMAX);
+  for (int r = 0; r < 2; r++)
+    t->be->bn_forward_infer(t->ctx, &h, x + r * nh, gamma, beta, gm, gv, ys + r * nh);
+  T_CLOSE(t, "sync forward", ys, y, nx, 1e-5, 1e-5);
+  float sg[2][BN_CMAX], sgx[2][BN_CMAX], mg[BN_CMAX], mgx[BN_CMAX];
+  for (int r = 0; r < 2; r++)
+    t->be->bn_backward_reduce(t->ctx, &h, x + r * nh, ys + r * nh, gm, ginv, dy + r * nh, sg[r], sgx[r], dgs,
+                              dbs);
+  const double count = (double)d.n * d.hw;
+  for (int c = 0; c < d.c; c++) {
+    mg[c] = (float)(((double)sg[0][c] + sg[1][c]) / count);
+    mgx[c] = (float)(((double)sgx[0][c] + sgx[1][c]) / count);
+  }
+  for (int r = 0; r < 2; r++)
+    t->be->bn_backward_elemt(t->ctx, &h, x + r * nh, ys + r * nh, gamma, gm, ginv, dy + r * nh, mg, mgx,
+                             dxs + r * nh);
+  T_CLOSE(t, "sync dx", dxs, dx, nx, 1e-4, 1e-5);
+  T_CLOSE(t, "sync dgamma", dgs, dg, (size_t)d.c, 1e-4, 1e-5);
+  T_CLOSE(t, "sync dbeta", dbs, db, (size_t)d.c, 1e-4, 1e-5);
+  free(x), free(gamma), free(beta), free(dy), free(y), free(sm), free(si), free(dx), free(dg), free(db);
+  free(ys), free(dxs), free(dgs), free(dbs);
+}
+
 /* 1 and 3 threads give the same bits in every BN output (each channel is one thread's, in a fixed order). */
 static void t_bn_threads(hsc_test *t) {
   hsc_backend_ctx *c1 = ctx_with_threads(t, 1), *c3 = ctx_with_threads(t, 3);
@@ -573,6 +626,7 @@ int main(int argc, char **argv) {
       {"bn_grad", t_bn_grad},
       {"bn_accumulate", t_bn_accumulate},
       {"bn_threads", t_bn_threads},
+      {"bn_sync_pieces", t_bn_sync_pieces},
   };
   return hsc_test_main("test_depthwise_bn", argc, argv, cases, (int)ARRAY_LEN(cases));
 }

@@ -159,6 +159,22 @@ typedef struct hsc_backend {
   void (*bn_backward)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
                       const float *gamma, const float *save_mean, const float *save_invstd, const float *dy,
                       float *dx, float *dgamma, float *dbeta);
+  /* Batch norm with statistics shared over several processes (sync BN); the caller combines the
+   * per-process numbers between the calls (an all-reduce) and forwards with bn_forward_infer, passing the
+   * combined mean and biased variance as running_mean/var.
+   * bn_stats: mean [c] and biased variance [c] of this process's x [n, c, hw] (written).
+   * bn_backward_reduce: sum_g [c] = sum of g and sum_gxhat [c] = sum of g * (x - mean) * invstd over this
+   *   process's batch (written; g = dy masked by y > 0 when d->relu); dgamma, dbeta [c] or NULL
+   *   accumulate the same sums.
+   * bn_backward_elemt: dx += gamma * invstd * (g - mean_g - (x - mean) * invstd * mean_gxhat), with
+   *   mean_g, mean_gxhat [c] the sums over all processes divided by the total count (gamma NULL = 1). */
+  void (*bn_stats)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean, float *var);
+  void (*bn_backward_reduce)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                             const float *mean, const float *invstd, const float *dy, float *sum_g,
+                             float *sum_gxhat, float *dgamma, float *dbeta);
+  void (*bn_backward_elemt)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                            const float *gamma, const float *mean, const float *invstd, const float *dy,
+                            const float *mean_g, const float *mean_gxhat, float *dx);
 
   /* ReLU over `count` elements; y may alias x. backward uses y > 0 as the mask. */
   void (*relu_forward)(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);

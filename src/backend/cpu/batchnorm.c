@@ -93,6 +93,61 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   }
 }
 
+/* Sums over channel ci: *sg = sum g, *sgx = sum g (x - mean), g = dy zeroed where the fused ReLU cut. */
+static void bn_channel_reduce(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int ci,
+                              float mean, double *sg_out, double *sgx_out) {
+  const size_t hw = (size_t)d->hw;
+  double sg = 0.0, sgx = 0.0;
+  for (int n = 0; n < d->n; n++) {
+    const size_t off = ((size_t)n * d->c + ci) * hw;
+    const float *xp = x + off, *dyp = dy + off;
+    if (d->relu) {
+      const float *yp = y + off;
+      /* dy is loaded before the select, unconditionally (`y > 0 ? dy[i] : 0` is a conditional load
+       * the compiler may not speculate), and summed in float per row, added to the double totals
+       * once per row: with a double accumulator behind the select gcc's vector loop ran at scalar
+       * speed, 7x slower than without ReLU. A row is at most a few thousand terms over the lanes. */
+      float rs = 0.0f, rsx = 0.0f;
+#pragma omp simd reduction(+ : rs, rsx)
+      for (size_t i = 0; i < hw; i++) {
+        const float dyv = dyp[i];
+        const float g = yp[i] > 0.0f ? dyv : 0.0f;
+        rs += g;
+        rsx += g * (xp[i] - mean);
+      }
+      sg += rs;
+      sgx += rsx;
+    } else {
+#pragma omp simd reduction(+ : sg, sgx)
+      for (size_t i = 0; i < hw; i++) {
+        sg += (double)dyp[i];
+        sgx += (double)dyp[i] * ((double)xp[i] - mean);
+      }
+    }
+  }
+  *sg_out = sg;
+  *sgx_out = sgx;
+}
+
+/* dx += k g + a (x - mean) + b over channel ci. */
+static void bn_channel_dx(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int ci,
+                          float mean, float kf, float a, float b, float *dx) {
+  const size_t hw = (size_t)d->hw;
+  for (int n = 0; n < d->n; n++) {
+    const size_t off = ((size_t)n * d->c + ci) * hw;
+    const float *xp = x + off, *dyp = dy + off, *yp = d->relu ? y + off : NULL;
+    float *dxp = dx + off;
+    if (d->relu)
+      for (size_t i = 0; i < hw; i++) {
+        const float dyv = dyp[i]; /* unconditional load: see bn_channel_reduce */
+        const float g = yp[i] > 0.0f ? dyv : 0.0f;
+        dxp[i] += kf * g + a * (xp[i] - mean) + b;
+      }
+    else
+      for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + a * (xp[i] - mean) + b;
+  }
+}
+
 /* x, dy, dx [n, c, hw]; y [n, c, hw] (read only with d->relu); gamma [c] or NULL; save_mean,
  * save_invstd [c] from the training forward; dgamma, dbeta [c] or NULL. */
 void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
@@ -101,61 +156,64 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
   assert(!d->relu || y);
   if (!dx && !dgamma && !dbeta) return;
   const int threads = hsc_cpu(ctx)->threads;
-  const size_t hw = (size_t)d->hw;
   const double m = (double)d->n * d->hw;
-  const int relu = d->relu;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int ci = 0; ci < d->c; ci++) {
     const float mean = save_mean[ci];
     const double invstd = save_invstd[ci];
-    /* sg = sum g, sgx = sum g (x - mean); g = dy, zero where the fused ReLU cut. */
-    double sg = 0.0, sgx = 0.0;
-    for (int n = 0; n < d->n; n++) {
-      const size_t off = ((size_t)n * d->c + ci) * hw;
-      const float *xp = x + off, *dyp = dy + off;
-      if (relu) {
-        const float *yp = y + off;
-        /* dy is loaded before the select, unconditionally (`y > 0 ? dy[i] : 0` is a conditional load
-         * the compiler may not speculate), and summed in float per row, added to the double totals
-         * once per row: with a double accumulator behind the select gcc's vector loop ran at scalar
-         * speed, 7x slower than without ReLU. A row is at most a few thousand terms over the lanes. */
-        float rs = 0.0f, rsx = 0.0f;
-#pragma omp simd reduction(+ : rs, rsx)
-        for (size_t i = 0; i < hw; i++) {
-          const float dyv = dyp[i];
-          const float g = yp[i] > 0.0f ? dyv : 0.0f;
-          rs += g;
-          rsx += g * (xp[i] - mean);
-        }
-        sg += rs;
-        sgx += rsx;
-      } else {
-#pragma omp simd reduction(+ : sg, sgx)
-        for (size_t i = 0; i < hw; i++) {
-          sg += (double)dyp[i];
-          sgx += (double)dyp[i] * ((double)xp[i] - mean);
-        }
-      }
-    }
+    double sg, sgx;
+    bn_channel_reduce(d, x, y, dy, ci, mean, &sg, &sgx);
     const double sgxhat = sgx * invstd; /* sum g xhat */
     if (dbeta) dbeta[ci] += (float)sg;
     if (dgamma) dgamma[ci] += (float)sgxhat;
     if (!dx) continue;
     /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
     const double k = (gamma ? gamma[ci] : 1.0) * invstd;
-    const float kf = (float)k, a = (float)(-k * invstd * sgxhat / m), b = (float)(-k * sg / m);
-    for (int n = 0; n < d->n; n++) {
-      const size_t off = ((size_t)n * d->c + ci) * hw;
-      const float *xp = x + off, *dyp = dy + off, *yp = relu ? y + off : NULL;
-      float *dxp = dx + off;
-      if (relu)
-        for (size_t i = 0; i < hw; i++) {
-          const float dyv = dyp[i]; /* unconditional load: see above */
-          const float g = yp[i] > 0.0f ? dyv : 0.0f;
-          dxp[i] += kf * g + a * (xp[i] - mean) + b;
-        }
-      else
-        for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + a * (xp[i] - mean) + b;
-    }
+    bn_channel_dx(d, x, y, dy, ci, mean, (float)k, (float)(-k * invstd * sgxhat / m), (float)(-k * sg / m),
+                  dx);
+  }
+}
+
+/* Sync BN pieces (backend.h). x [n, c, hw]; mean, var [c] written. */
+void hsc_cpu_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean, float *var) {
+  const int threads = hsc_cpu(ctx)->threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    double mu, v;
+    bn_channel_stats(d, x, ci, &mu, &v);
+    mean[ci] = (float)mu;
+    var[ci] = (float)v;
+  }
+}
+
+/* x, y, dy [n, c, hw]; mean, invstd [c]; sum_g, sum_gxhat [c] written; dgamma, dbeta [c] or NULL (+=). */
+void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                                const float *mean, const float *invstd, const float *dy, float *sum_g,
+                                float *sum_gxhat, float *dgamma, float *dbeta) {
+  assert(!d->relu || y);
+  const int threads = hsc_cpu(ctx)->threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    double sg, sgx;
+    bn_channel_reduce(d, x, y, dy, ci, mean[ci], &sg, &sgx);
+    const double sgxhat = sgx * (double)invstd[ci];
+    sum_g[ci] = (float)sg;
+    sum_gxhat[ci] = (float)sgxhat;
+    if (dbeta) dbeta[ci] += (float)sg;
+    if (dgamma) dgamma[ci] += (float)sgxhat;
+  }
+}
+
+/* x, y, dy, dx [n, c, hw]; gamma [c] or NULL; mean, invstd, mean_g, mean_gxhat [c]. */
+void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                               const float *gamma, const float *mean, const float *invstd, const float *dy,
+                               const float *mean_g, const float *mean_gxhat, float *dx) {
+  assert(!d->relu || y);
+  const int threads = hsc_cpu(ctx)->threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int ci = 0; ci < d->c; ci++) {
+    const double is = invstd[ci], k = (gamma ? gamma[ci] : 1.0) * is;
+    bn_channel_dx(d, x, y, dy, ci, mean[ci], (float)k, (float)(-k * is * mean_gxhat[ci]),
+                  (float)(-k * mean_g[ci]), dx);
   }
 }

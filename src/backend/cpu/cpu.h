@@ -57,6 +57,13 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
 void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
                          const float *gamma, const float *save_mean, const float *save_invstd,
                          const float *dy, float *dx, float *dgamma, float *dbeta);
+void hsc_cpu_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean, float *var);
+void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                                const float *mean, const float *invstd, const float *dy, float *sum_g,
+                                float *sum_gxhat, float *dgamma, float *dbeta);
+void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                               const float *gamma, const float *mean, const float *invstd, const float *dy,
+                               const float *mean_g, const float *mean_gxhat, float *dx);
 /* relu.c */
 void hsc_cpu_relu_forward(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);
 void hsc_cpu_relu_backward(hsc_backend_ctx *ctx, size_t count, const float *y, const float *dy, float *dx);

@@ -355,6 +355,20 @@ static void cuda_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const f
                              const float *dy, float *dx, float *dgamma, float *dbeta) {
   pending("bn_backward");
 }
+static void cuda_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean,
+                          float *var) {
+  pending("bn_stats");
+}
+static void cuda_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
+                                    const float *y, const float *mean, const float *invstd, const float *dy,
+                                    float *sum_g, float *sum_gxhat, float *dgamma, float *dbeta) {
+  pending("bn_backward_reduce");
+}
+static void cuda_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
+                                   const float *gamma, const float *mean, const float *invstd,
+                                   const float *dy, const float *mean_g, const float *mean_gxhat, float *dx) {
+  pending("bn_backward_elemt");
+}
 static void cuda_linear_forward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x,
                                 const float *w, const float *b, float *y) {
   pending("linear_forward");
@@ -386,6 +400,9 @@ const hsc_backend hsc_backend_cuda = {
     .bn_forward_train = cuda_bn_forward_train,
     .bn_forward_infer = cuda_bn_forward_infer,
     .bn_backward = cuda_bn_backward,
+    .bn_stats = cuda_bn_stats,
+    .bn_backward_reduce = cuda_bn_backward_reduce,
+    .bn_backward_elemt = cuda_bn_backward_elemt,
     .relu_forward = cuda_relu_forward,
     .relu_backward = cuda_relu_backward,
     .split_forward = cuda_split_forward,
