@@ -1,0 +1,52 @@
+/* Training and evaluation of the supernet and of stand-alone networks, data-parallel over an MPI
+ * communicator (DESIGN.md §2, §5).
+ *
+ * A training step t: every rank draws the same path from (run.seed, HSC_RNG_PATH, t) with no
+ * communication, runs forward and backward on its shard of the global batch, the gradients of the touched
+ * parameters are summed over the ranks (MPI_Allreduce) and divided by the rank count, and SGD updates the
+ * touched parameters only. Checkpoints go to RUN_DIR/checkpoints/<phase>-<step>.h5 (checkpoint.h), written
+ * by rank 0 after the ranks agreed to write; a signal (signals.h) ends the loop at the next step boundary
+ * with a checkpoint and HSC_ERR_STOPPED. Resuming continues bit for bit (same rank count, CPU backend). */
+#ifndef HSCONAS_TRAIN_H
+#define HSCONAS_TRAIN_H
+
+#include <stdint.h>
+
+#include "hsconas/config.h"
+#include "hsconas/core.h"
+#include "hsconas/space.h"
+
+typedef struct {
+  int64_t step, total_steps; /* steps done, steps planned */
+  double loss, top1;         /* training loss and top-1 (%) over the last logging window */
+  double seconds;            /* wall time of this invocation's training loop */
+  double images_per_s;       /* global images per second over this invocation */
+} hsc_train_result;
+
+typedef struct {
+  double loss, top1, top5; /* mean loss; accuracies in % */
+  int images;
+} hsc_eval_result;
+
+/* `hsconas train`: trains the supernet of cfg->space on the supernet-training split. resume: continue from
+ * the newest valid checkpoint of run.dir (an error when run.dir already holds checkpoints and resume is 0,
+ * so that nothing saved is overwritten by accident). Collective over comm. */
+hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, hsc_train_result *res,
+                              hsc_error *err);
+
+/* `hsconas eval`: loads the newest supernet checkpoint of run.dir and evaluates each architecture: BN
+ * recalibration on eval.recal_batches fixed training batches, then loss and top-1/top-5 on the validation
+ * split. Architectures are spread over the ranks; every rank returns all results. */
+hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *archs, int narchs,
+                             hsc_eval_result *out, hsc_error *err);
+
+/* `hsconas retrain`: trains arch as a stand-alone network (affine BN, retrain.* schedule) on all 60k
+ * training images, checkpoints under run.dir/retrain-<hash>/, and evaluates it on the test set. */
+hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arch, int resume,
+                       hsc_train_result *res, hsc_eval_result *test, hsc_error *err);
+
+/* Learning rate at step t of total: linear warm-up over `warmup` steps from lr / warmup to lr, then linear
+ * decay to 0 or half-cosine decay to 0 at step total. */
+double hsc_lr_at(const char *schedule, double lr, int64_t warmup, int64_t t, int64_t total);
+
+#endif

@@ -1,0 +1,685 @@
+/* Supernet training, stand-alone retraining and evaluation over an MPI communicator (train.h).
+ *
+ * A "session" holds what all three need: the space, the dataset (read by rank 0 and broadcast), the fixed
+ * train/validation split, a backend context and the network. The training loop is one function, read top to
+ * bottom: stop check, path, batch, forward, loss, backward, all-reduce, SGD, log, checkpoint. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hsconas/checkpoint.h"
+#include "hsconas/data.h"
+#include "hsconas/rng.h"
+#include "hsconas/signals.h"
+#include "hsconas/supernet.h"
+#include "hsconas/train.h"
+
+typedef struct {
+  const hsc_config *cfg;
+  MPI_Comm comm;
+  int rank, size;
+  hsc_space space;
+  hsc_dataset train, test;
+  int have_test;
+  hsc_subset fit, val, recal; /* supernet-training part, validation split, recalibration images */
+  hsc_transform tr;
+  const hsc_backend *be;
+  hsc_backend_ctx *ctx;
+  hsc_supernet *net;
+  int eval_batch;
+} session;
+
+double hsc_lr_at(const char *schedule, double lr, int64_t warmup, int64_t t, int64_t total) {
+  if (t < warmup) return lr * (double)(t + 1) / (double)warmup;
+  const double span = (double)(total - warmup);
+  const double p = span > 0 ? (double)(t - warmup) / span : 1.0;
+  if (!strcmp(schedule, "cosine")) return lr * 0.5 * (1.0 + cos(M_PI * p));
+  return lr * (1.0 - p);
+}
+
+/* Creates dir and its parents (mkdir -p). */
+static hsc_status make_dirs(const char *dir, hsc_error *err) {
+  char path[HSC_CFG_PATH + 64];
+  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+    return hsc_error_set(err, HSC_ERR_INPUT, "%s: path too long", dir);
+  for (char *p = path + 1;; p++) {
+    const int end = *p == '\0';
+    if (*p == '/' || end) {
+      *p = '\0';
+      if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return hsc_error_set(err, HSC_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+      if (end) break;
+      *p = '/';
+    }
+  }
+  return HSC_OK;
+}
+
+/* Every rank returns rank 0's status and message (after a step only rank 0 performed). */
+static hsc_status agree(MPI_Comm comm, hsc_status st, hsc_error *err) {
+  int code = (int)st;
+  HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
+  if (code != HSC_OK) {
+    HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
+    err->code = (hsc_status)code;
+  }
+  return (hsc_status)code;
+}
+
+/* Broadcasts a dataset that rank 0 loaded. */
+static void bcast_dataset(hsc_dataset *ds, MPI_Comm comm, int rank) {
+  int dims[5] = {ds->n, ds->c, ds->h, ds->w, ds->classes};
+  HSC_CHECK_MPI(MPI_Bcast(dims, 5, MPI_INT, 0, comm));
+  if (rank != 0) {
+    memset(ds, 0, sizeof *ds);
+    ds->n = dims[0], ds->c = dims[1], ds->h = dims[2], ds->w = dims[3], ds->classes = dims[4];
+    ds->images = hsc_xmalloc((size_t)ds->n * ds->c * ds->h * ds->w);
+    ds->labels = hsc_xmalloc((size_t)ds->n * sizeof(int32_t));
+  }
+  const size_t bytes = (size_t)ds->n * ds->c * ds->h * ds->w;
+  /* MPI counts are ints: send in pieces of 1 GiB. */
+  for (size_t off = 0; off < bytes; off += (size_t)1 << 30) {
+    const size_t len = bytes - off < ((size_t)1 << 30) ? bytes - off : ((size_t)1 << 30);
+    HSC_CHECK_MPI(MPI_Bcast(ds->images + off, (int)len, MPI_BYTE, 0, comm));
+  }
+  HSC_CHECK_MPI(MPI_Bcast(ds->labels, ds->n, MPI_INT32_T, 0, comm));
+  HSC_CHECK_MPI(MPI_Bcast(ds->source, (int)sizeof ds->source, MPI_CHAR, 0, comm));
+}
+
+static int default_threads(const hsc_config *cfg) {
+  if (cfg->dist.threads > 0) return cfg->dist.threads;
+  if (getenv("OMP_NUM_THREADS")) return 0; /* the backend reads it */
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  const int local = hsc_proc()->local_size > 0 ? hsc_proc()->local_size : 1;
+  const long t = cores > 0 ? cores / local : 1;
+  return t < 1 ? 1 : (int)t;
+}
+
+/* A fixed set of training images for BN recalibration: the first `count` of a permutation of the
+ * supernet-training part drawn from (split_seed, HSC_RNG_SPLIT, 1), the same for every architecture, run
+ * and rank count. */
+static void recal_subset(const hsc_subset *fit, int count, uint64_t seed, hsc_subset *out) {
+  int32_t *perm = hsc_xmalloc((size_t)fit->n * sizeof(int32_t));
+  memcpy(perm, fit->index, (size_t)fit->n * sizeof(int32_t));
+  hsc_rng r;
+  hsc_rng_init(&r, seed, HSC_RNG_SPLIT, 1);
+  if (count > fit->n) count = fit->n;
+  for (int i = 0; i < count; i++) { /* partial Fisher-Yates: the first `count` positions */
+    const int j = i + (int)hsc_rng_below(&r, (uint32_t)(fit->n - i));
+    const int32_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  out->n = count;
+  out->index = perm;
+}
+
+static void session_close(session *s) {
+  hsc_supernet_free(s->net);
+  if (s->ctx) s->be->free(s->ctx);
+  hsc_dataset_free(&s->train);
+  if (s->have_test) hsc_dataset_free(&s->test);
+  hsc_subset_free(&s->fit);
+  hsc_subset_free(&s->val);
+  hsc_subset_free(&s->recal);
+  memset(s, 0, sizeof *s);
+}
+
+/* fixed NULL: the supernet; whole_train: fit on all training images (retrain) instead of the split. */
+static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm, const hsc_arch *fixed,
+                               int need_test, int whole_train, hsc_error *err) {
+  memset(s, 0, sizeof *s);
+  s->cfg = cfg;
+  s->comm = comm;
+  HSC_CHECK_MPI(MPI_Comm_rank(comm, &s->rank));
+  HSC_CHECK_MPI(MPI_Comm_size(comm, &s->size));
+  hsc_status st = hsc_space_init(&s->space, cfg, err);
+  if (st != HSC_OK) return st;
+  if (fixed && !hsc_arch_valid(&s->space, NULL, fixed))
+    return hsc_error_set(err, HSC_ERR_INPUT, "the architecture does not belong to the configured space");
+
+  st = HSC_OK;
+  if (s->rank == 0) st = hsc_fmnist_load(cfg->data.path, &s->train, need_test ? &s->test : NULL, err);
+  if (agree(comm, st, err) != HSC_OK) {
+    if (s->rank == 0 && st == HSC_OK) hsc_dataset_free(&s->train);
+    return err->code;
+  }
+  bcast_dataset(&s->train, comm, s->rank);
+  if (need_test) {
+    bcast_dataset(&s->test, comm, s->rank);
+    s->have_test = 1;
+  }
+  const hsc_dataset *d = &s->train;
+  const hsc_space *sp = &s->space;
+  if (d->c != sp->in_c || d->h != sp->in_h || d->w != sp->in_w || d->classes != sp->classes) {
+    hsc_error_set(err, HSC_ERR_INPUT,
+                  "%s holds %dx%dx%d images of %d classes, but the space (space.input_channels, "
+                  "space.input_size, space.classes) expects %dx%dx%d and %d classes",
+                  d->source, d->c, d->h, d->w, d->classes, sp->in_c, sp->in_h, sp->in_w, sp->classes);
+    session_close(s);
+    return err->code;
+  }
+  if (cfg->data.n_mean != d->c || cfg->data.n_std != d->c) {
+    hsc_error_set(err, HSC_ERR_INPUT, "data.mean and data.std need %d entries (one per input channel)", d->c);
+    session_close(s);
+    return err->code;
+  }
+  if (whole_train)
+    hsc_subset_all(d->n, &s->fit);
+  else
+    hsc_subset_split(d->n, cfg->data.val_size, (uint64_t)cfg->data.split_seed, &s->fit, &s->val);
+  recal_subset(&s->fit, cfg->eval.recal_batches * cfg->data.eval_batch_size, (uint64_t)cfg->data.split_seed,
+               &s->recal);
+  hsc_transform_from_config(cfg, &s->tr);
+
+  s->be = hsc_backend_find(cfg->dist.backend, err);
+  if (!s->be) {
+    session_close(s);
+    return err->code;
+  }
+  hsc_backend_opts bo = {.threads = default_threads(cfg), .device = -1};
+  if ((st = s->be->init(&s->ctx, &bo, err)) != HSC_OK) {
+    s->ctx = NULL;
+    session_close(s);
+    return st;
+  }
+  const int local_batch = cfg->data.batch_size / s->size;
+  s->eval_batch = cfg->data.eval_batch_size;
+  const int max_batch = local_batch > s->eval_batch ? local_batch : s->eval_batch;
+  if ((st = hsc_supernet_create(&s->net, &s->space, fixed, s->be, s->ctx, max_batch, err)) != HSC_OK) {
+    session_close(s);
+    return st;
+  }
+  hsc_supernet_set_bn(s->net, (float)cfg->supernet.bn_momentum, (float)cfg->supernet.bn_eps);
+  return HSC_OK;
+}
+
+/* ---- checkpoints ---- */
+
+typedef struct {
+  const char *dir, *phase;
+  const char *arch_text; /* retrain: the architecture */
+} ckpt_target;
+
+/* Averages the BN running statistics over the ranks (each rank saw its own shard). */
+static void average_stats(session *s) {
+  if (s->size == 1) return;
+  const hsc_param_table *st = hsc_supernet_state(s->net);
+  float *h = hsc_xmalloc(st->total * sizeof(float));
+  s->be->download(s->ctx, h, hsc_supernet_stats(s->net), st->total * sizeof(float));
+  HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, h, (int)st->total, MPI_FLOAT, MPI_SUM, s->comm));
+  const float inv = 1.0f / (float)s->size;
+  for (size_t i = 0; i < st->total; i++) h[i] *= inv;
+  s->be->upload(s->ctx, hsc_supernet_stats(s->net), h, st->total * sizeof(float));
+  free(h);
+}
+
+static hsc_status write_table(hsc_ckpt *ck, const char *group, const hsc_param_table *t, const float *host,
+                              hsc_error *err) {
+  for (int i = 0; i < t->n; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "/%s/%s", group, t->v[i].name);
+    hsc_status st = hsc_ckpt_write_f32(ck, name, t->v[i].ndim, t->v[i].dims, host + t->v[i].offset, err);
+    if (st != HSC_OK) return st;
+  }
+  return HSC_OK;
+}
+
+static hsc_status read_table(hsc_ckpt *ck, const char *group, const hsc_param_table *t, float *host,
+                             hsc_error *err) {
+  for (int i = 0; i < t->n; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "/%s/%s", group, t->v[i].name);
+    hsc_status st = hsc_ckpt_read_f32(ck, name, t->v[i].count, host + t->v[i].offset, err);
+    if (st != HSC_OK) return st;
+  }
+  return HSC_OK;
+}
+
+/* Collective: rank 0 writes the checkpoint of `step`; every rank returns the outcome. */
+static hsc_status save_checkpoint(session *s, const ckpt_target *tg, int64_t step, int64_t total,
+                                  hsc_data_cursor cur, int finished, hsc_error *err) {
+  average_stats(s);
+  hsc_status st = HSC_OK;
+  if (s->rank == 0) {
+    const hsc_param_table *pt = hsc_supernet_params(s->net), *stt = hsc_supernet_state(s->net);
+    float *w = hsc_xmalloc(pt->total * sizeof(float)), *m = hsc_xmalloc(pt->total * sizeof(float));
+    float *bn = hsc_xmalloc(stt->total * sizeof(float));
+    s->be->download(s->ctx, w, hsc_supernet_weights(s->net), pt->total * sizeof(float));
+    s->be->download(s->ctx, m, hsc_supernet_momentum(s->net), pt->total * sizeof(float));
+    s->be->download(s->ctx, bn, hsc_supernet_stats(s->net), stt->total * sizeof(float));
+    char path[HSC_CFG_PATH + 128];
+    hsc_ckpt_name(tg->dir, tg->phase, step, path, sizeof path);
+    char *cfg_text = hsc_config_dump(s->cfg, 0);
+    hsc_ckpt *ck = NULL;
+    /* The generators are counter-based: (seed, step) and the data cursor are their whole state. */
+    const int64_t two = 2, three = 3;
+    const int64_t rng[3] = {s->cfg->run.seed, step, (int64_t)s->space.hash};
+    const int64_t cursor[2] = {cur.epoch, cur.batch};
+    if ((st = hsc_ckpt_create(&ck, path, err)) == HSC_OK) {
+      if ((st = hsc_ckpt_meta_str(ck, "phase", tg->phase, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "step", step, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "total_steps", total, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "epoch", cur.epoch, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "finished", finished, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "world_size", s->size, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "seed", s->cfg->run.seed, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_str(ck, "config", cfg_text, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "config_hash", (int64_t)hsc_config_hash(s->cfg), err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_int(ck, "space_hash", (int64_t)s->space.hash, err)) == HSC_OK &&
+          (st = hsc_ckpt_meta_str(ck, "backend", s->be->name, err)) == HSC_OK &&
+          (!tg->arch_text || (st = hsc_ckpt_meta_str(ck, "arch", tg->arch_text, err)) == HSC_OK) &&
+          (st = write_table(ck, "params", pt, w, err)) == HSC_OK &&
+          (st = write_table(ck, "optim", pt, m, err)) == HSC_OK &&
+          (st = write_table(ck, "state", stt, bn, err)) == HSC_OK &&
+          (st = hsc_ckpt_write_i64(ck, "/rng", 1, &three, rng, err)) == HSC_OK &&
+          (st = hsc_ckpt_write_i64(ck, "/data", 1, &two, cursor, err)) == HSC_OK) {
+        st = hsc_ckpt_commit(ck, err);
+      } else {
+        hsc_ckpt_abort(ck);
+      }
+    }
+    if (st == HSC_OK) st = hsc_ckpt_prune(tg->dir, tg->phase, s->cfg->checkpoint.keep, err);
+    if (st == HSC_OK) hsc_log(HSC_LOG_INFO, "checkpoint %s", path);
+    free(cfg_text), free(w), free(m), free(bn);
+  }
+  return agree(s->comm, st, err);
+}
+
+typedef struct {
+  int64_t step;
+  hsc_data_cursor cur;
+  int finished;
+} resume_point;
+
+/* Collective: rank 0 reads the newest valid checkpoint of the phase into the network and broadcasts it.
+ * *found = 0 when there is none. */
+static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_point *rp, int *found,
+                                  hsc_error *err) {
+  const hsc_param_table *pt = hsc_supernet_params(s->net), *stt = hsc_supernet_state(s->net);
+  float *w = hsc_xmalloc(pt->total * sizeof(float)), *m = hsc_xmalloc(pt->total * sizeof(float));
+  float *bn = hsc_xmalloc(stt->total * sizeof(float));
+  memset(w, 0, pt->total * sizeof(float));
+  memset(m, 0, pt->total * sizeof(float));
+  memset(bn, 0, stt->total * sizeof(float));
+  int64_t info[5] = {0, 0, 0, 0, 0}; /* found, step, epoch, batch, finished */
+  hsc_status st = HSC_OK;
+  *found = 0;
+  if (s->rank == 0) {
+    hsc_ckpt *ck = NULL;
+    st = hsc_ckpt_open_latest(tg->dir, tg->phase, &ck, err);
+    if (st == HSC_OK && ck) {
+      int64_t space_hash = 0, cursor[2] = {0, 0};
+      char arch[4096] = "";
+      if ((st = hsc_ckpt_get_int(ck, "space_hash", &space_hash, err)) == HSC_OK &&
+          (uint64_t)space_hash != s->space.hash)
+        st = hsc_error_set(err, HSC_ERR_INPUT,
+                           "%s was written for another search space (space hash %016llx, this config's "
+                           "%016llx); use the run directory of that configuration",
+                           hsc_ckpt_path(ck), (unsigned long long)space_hash,
+                           (unsigned long long)s->space.hash);
+      if (st == HSC_OK && tg->arch_text &&
+          (st = hsc_ckpt_get_str(ck, "arch", arch, sizeof arch, err)) == HSC_OK &&
+          strcmp(arch, tg->arch_text) != 0)
+        st = hsc_error_set(err, HSC_ERR_INPUT, "%s retrains another architecture (%s)", hsc_ckpt_path(ck),
+                           arch);
+      if (st == HSC_OK && (st = hsc_ckpt_get_int(ck, "step", &info[1], err)) == HSC_OK &&
+          (st = hsc_ckpt_get_int(ck, "finished", &info[4], err)) == HSC_OK &&
+          (st = read_table(ck, "params", pt, w, err)) == HSC_OK &&
+          (st = read_table(ck, "optim", pt, m, err)) == HSC_OK &&
+          (st = read_table(ck, "state", stt, bn, err)) == HSC_OK &&
+          (st = hsc_ckpt_read_i64(ck, "/data", 2, cursor, err)) == HSC_OK) {
+        info[0] = 1;
+        info[2] = cursor[0];
+        info[3] = cursor[1];
+        hsc_log(HSC_LOG_INFO, "resuming from %s (step %lld)", hsc_ckpt_path(ck), (long long)info[1]);
+      }
+      hsc_ckpt_close(ck);
+    }
+  }
+  if ((st = agree(s->comm, st, err)) == HSC_OK) {
+    HSC_CHECK_MPI(MPI_Bcast(info, 5, MPI_INT64_T, 0, s->comm));
+    if (info[0]) {
+      HSC_CHECK_MPI(MPI_Bcast(w, (int)pt->total, MPI_FLOAT, 0, s->comm));
+      HSC_CHECK_MPI(MPI_Bcast(m, (int)pt->total, MPI_FLOAT, 0, s->comm));
+      HSC_CHECK_MPI(MPI_Bcast(bn, (int)stt->total, MPI_FLOAT, 0, s->comm));
+      s->be->upload(s->ctx, hsc_supernet_weights(s->net), w, pt->total * sizeof(float));
+      s->be->upload(s->ctx, hsc_supernet_momentum(s->net), m, pt->total * sizeof(float));
+      s->be->upload(s->ctx, hsc_supernet_stats(s->net), bn, stt->total * sizeof(float));
+    }
+    *found = (int)info[0];
+    rp->step = info[1];
+    rp->cur = (hsc_data_cursor){info[2], info[3]};
+    rp->finished = (int)info[4];
+  }
+  free(w), free(m), free(bn);
+  return st;
+}
+
+/* ---- training ---- */
+
+typedef struct {
+  int epochs;
+  int64_t max_steps, warmup;
+  double lr, momentum, weight_decay, smoothing;
+  const char *schedule;
+  int nesterov;
+} schedule_opts;
+
+/* The loop shared by supernet training and retraining. */
+static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *fixed,
+                             const schedule_opts *so, int resume, hsc_train_result *res, hsc_error *err) {
+  const hsc_config *cfg = s->cfg;
+  hsc_status st;
+  memset(res, 0, sizeof *res);
+  hsc_loader_opts lo = {.ds = &s->train,
+                        .sub = &s->fit,
+                        .global_batch = cfg->data.batch_size,
+                        .rank = s->rank,
+                        .nranks = s->size,
+                        .shuffle = 1,
+                        .transform = s->tr,
+                        .seed = (uint64_t)cfg->run.seed,
+                        .prefetch = cfg->data.prefetch};
+  hsc_loader *loader = hsc_loader_create(&lo);
+  const int64_t bpe = hsc_loader_batches_per_epoch(loader);
+  if (bpe < 1) {
+    hsc_loader_free(loader);
+    return hsc_error_set(err, HSC_ERR_INPUT, "data.batch_size %d is larger than the %d training images",
+                         cfg->data.batch_size, s->fit.n);
+  }
+  int64_t total = (int64_t)so->epochs * bpe;
+  if (so->max_steps > 0 && so->max_steps < total) total = so->max_steps;
+
+  resume_point rp = {0};
+  int found = 0;
+  if ((st = load_checkpoint(s, tg, &rp, &found, err)) != HSC_OK) goto done;
+  if (found && !resume) {
+    st =
+        hsc_error_set(err, HSC_ERR_INPUT,
+                      "%s already holds %s checkpoints: pass --resume to continue, or choose another run.dir",
+                      tg->dir, tg->phase);
+    goto done;
+  }
+  if (!found) hsc_supernet_init_weights(s->net, (uint64_t)cfg->run.seed);
+  int64_t t = found ? rp.step : 0;
+  if (found) hsc_loader_seek(loader, rp.cur);
+  res->total_steps = total;
+  if (found && t >= total) {
+    hsc_log(HSC_LOG_INFO, "%s: already trained (%lld of %lld steps)", tg->phase, (long long)t,
+            (long long)total);
+    res->step = t;
+    st = HSC_OK;
+    goto done;
+  }
+
+  const hsc_space *sp = &s->space;
+  const int local_batch = cfg->data.batch_size / s->size;
+  const size_t img = (size_t)sp->in_c * sp->in_h * sp->in_w;
+  float *x = hsc_xmalloc((size_t)local_batch * img * sizeof(float));
+  int32_t *y = hsc_xmalloc((size_t)local_batch * sizeof(int32_t));
+  const int maxr = hsc_supernet_max_regions(s->net);
+  hsc_region *regions = hsc_xmalloc((size_t)maxr * sizeof(hsc_region));
+  const hsc_param_table *pt = hsc_supernet_params(s->net);
+  float *packed = s->size > 1 ? s->be->alloc(s->ctx, pt->total * sizeof(float)) : NULL;
+  float *host = s->size > 1 ? hsc_xmalloc(pt->total * sizeof(float)) : NULL;
+  float *w = hsc_supernet_weights(s->net), *g = hsc_supernet_grads(s->net),
+        *m = hsc_supernet_momentum(s->net);
+  if (cfg->supernet.sync_bn && s->size > 1 && !fixed) hsc_supernet_set_sync(s->net, s->comm);
+
+  FILE *csv = NULL;
+  if (s->rank == 0) {
+    char path[HSC_CFG_PATH + 64];
+    snprintf(path, sizeof path, "%s/%s.csv", tg->dir, tg->phase);
+    const int fresh = access(path, F_OK) != 0;
+    csv = fopen(path, "a");
+    if (!csv) hsc_log(HSC_LOG_WARN, "cannot write %s: %s", path, strerror(errno));
+    if (csv && fresh) fprintf(csv, "step,epoch,loss,top1,lr,images_per_s\n");
+  }
+
+  double win_loss = 0.0, win_hits = 0.0, win_images = 0.0;
+  double t0 = hsc_now(), tw = t0;
+  const int64_t t_start = t;
+  int64_t win_start = t;
+  hsc_data_cursor at = {0, 0};
+  st = HSC_OK;
+  for (; t < total; t++) {
+    /* Stop at a step boundary when any rank got a signal; all ranks agree first. */
+    int stop = hsc_signals_pending() != 0;
+    HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, s->comm));
+    if (stop) {
+      hsc_log(HSC_LOG_INFO, "signal received: checkpointing at step %lld and stopping", (long long)t);
+      st = save_checkpoint(s, tg, t, total, hsc_loader_cursor(loader), 0, err);
+      if (st == HSC_OK)
+        st =
+            hsc_error_set(err, HSC_ERR_STOPPED, "stopped by a signal at step %lld (resumable)", (long long)t);
+      break;
+    }
+    hsc_arch a;
+    if (fixed) {
+      a = *fixed;
+    } else {
+      hsc_rng r;
+      hsc_rng_init(&r, (uint64_t)cfg->run.seed, HSC_RNG_PATH, (uint64_t)t);
+      hsc_arch_sample(sp, NULL, &r, &a);
+    }
+    hsc_loader_next(loader, x, y, &at);
+    hsc_supernet_load_batch(s->net, local_batch, x, y);
+    hsc_supernet_forward(s->net, &a, HSC_BN_TRAIN);
+    hsc_batch_result br = hsc_supernet_loss(s->net, (float)so->smoothing, 1);
+    hsc_supernet_backward(s->net, &a);
+    const int nr = hsc_supernet_regions(s->net, &a, (float)so->weight_decay, regions);
+    if (s->size > 1) {
+      const size_t count = hsc_regions_count(regions, nr);
+      s->be->pack_regions(s->ctx, regions, nr, g, packed);
+      s->be->download(s->ctx, host, packed, count * sizeof(float));
+      HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, host, (int)count, MPI_FLOAT, MPI_SUM, s->comm));
+      const float inv = 1.0f / (float)s->size;
+      for (size_t i = 0; i < count; i++) host[i] *= inv;
+      s->be->upload(s->ctx, packed, host, count * sizeof(float));
+      s->be->unpack_regions(s->ctx, regions, nr, packed, g);
+    }
+    const double lr = hsc_lr_at(so->schedule, so->lr, so->warmup, t, total);
+    hsc_sgd_desc sgd = {
+        .lr = (float)lr, .momentum = (float)so->momentum, .dampening = 0.0f, .nesterov = so->nesterov};
+    s->be->sgd_update(s->ctx, &sgd, regions, nr, w, g, m);
+    s->be->zero_regions(s->ctx, regions, nr, g);
+
+    win_loss += br.loss * local_batch;
+    win_hits += br.top1;
+    win_images += local_batch;
+    const int64_t done = t + 1;
+    if (done % cfg->log.every_steps == 0 || done == total) {
+      double sums[3] = {win_loss, win_hits, win_images};
+      HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, s->comm));
+      const double now = hsc_now();
+      const double ips = sums[2] / (now - tw);
+      const double eta = (double)(total - done) * (now - t0) / (double)(done - t_start);
+      res->loss = sums[0] / sums[2];
+      res->top1 = 100.0 * sums[1] / sums[2];
+      const int eh = (int)(eta / 3600), em = (int)(fmod(eta, 3600) / 60), es = (int)fmod(eta, 60);
+      hsc_log(HSC_LOG_INFO,
+              "%s  epoch %lld/%d  step %lld/%lld  loss %.4f  top1 %.2f%%  lr %.4g  %.0f img/s  ETA "
+              "%02d:%02d:%02d",
+              tg->phase, (long long)at.epoch + 1, so->epochs, (long long)done, (long long)total, res->loss,
+              res->top1, lr, ips, eh, em, es);
+      if (csv) {
+        fprintf(csv, "%lld,%lld,%.6f,%.4f,%.6g,%.1f\n", (long long)done, (long long)at.epoch, res->loss,
+                res->top1, lr, ips);
+        fflush(csv);
+      }
+      win_loss = win_hits = win_images = 0.0;
+      tw = now;
+      win_start = done;
+    }
+    if (cfg->checkpoint.every_steps > 0 && done % cfg->checkpoint.every_steps == 0 && done < total) {
+      if ((st = save_checkpoint(s, tg, done, total, hsc_loader_cursor(loader), 0, err)) != HSC_OK) break;
+    }
+  }
+  (void)win_start;
+  if (st == HSC_OK && t == total)
+    st = save_checkpoint(s, tg, total, total, hsc_loader_cursor(loader), 1, err);
+  res->step = t;
+  res->seconds = hsc_now() - t0;
+  res->images_per_s = res->seconds > 0 ? (double)(t - t_start) * cfg->data.batch_size / res->seconds : 0.0;
+  if (csv) fclose(csv);
+  if (packed) s->be->release(s->ctx, packed);
+  free(host), free(regions), free(x), free(y);
+done:
+  hsc_loader_free(loader);
+  return st;
+}
+
+/* ---- evaluation ---- */
+
+/* BN recalibration on s->recal, then loss and accuracy on sub (all of it, or its first `limit` images). */
+static void evaluate(session *s, const hsc_arch *a, const hsc_dataset *ds, const hsc_subset *sub, int limit,
+                     int recal, float smoothing, hsc_eval_result *out) {
+  const hsc_space *sp = &s->space;
+  const int bs = s->eval_batch;
+  const size_t img = (size_t)sp->in_c * sp->in_h * sp->in_w;
+  float *x = hsc_xmalloc((size_t)bs * img * sizeof(float));
+  int32_t *y = hsc_xmalloc((size_t)bs * sizeof(int32_t));
+  if (recal) {
+    hsc_supernet_recal_begin(s->net);
+    for (int first = 0; first + bs <= s->recal.n; first += bs) {
+      hsc_data_fill(&s->train, &s->recal, first, bs, &s->tr, x, y);
+      hsc_supernet_load_batch(s->net, bs, x, y);
+      hsc_supernet_forward(s->net, a, HSC_BN_RECAL);
+    }
+  }
+  const int n = limit > 0 && limit < sub->n ? limit : sub->n;
+  double loss = 0.0;
+  int64_t top1 = 0, top5 = 0;
+  for (int first = 0; first < n; first += bs) {
+    const int cnt = n - first < bs ? n - first : bs;
+    hsc_data_fill(ds, sub, first, cnt, &s->tr, x, y);
+    hsc_supernet_load_batch(s->net, cnt, x, y);
+    hsc_supernet_forward(s->net, a, HSC_BN_EVAL);
+    hsc_batch_result r = hsc_supernet_loss(s->net, smoothing, 0);
+    loss += r.loss * cnt;
+    top1 += r.top1;
+    top5 += r.top5;
+  }
+  out->images = n;
+  out->loss = loss / n;
+  out->top1 = 100.0 * (double)top1 / n;
+  out->top5 = 100.0 * (double)top5 / n;
+  free(x), free(y);
+}
+
+static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const char *dir, hsc_error *err) {
+  int rank;
+  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  hsc_status st = HSC_OK;
+  if (rank == 0) {
+    st = make_dirs(dir, err);
+    if (st == HSC_OK) {
+      char path[HSC_CFG_PATH + 64];
+      snprintf(path, sizeof path, "%s/config.yaml", cfg->run.dir);
+      char *text = hsc_config_dump(cfg, 1);
+      FILE *f = fopen(path, "w");
+      if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        st = hsc_error_set(err, HSC_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+      free(text);
+    }
+  }
+  return agree(comm, st, err);
+}
+
+hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, hsc_train_result *res,
+                              hsc_error *err) {
+  char dir[HSC_CFG_PATH + 32];
+  snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+  hsc_status st = run_dir_prepare(cfg, comm, dir, err);
+  if (st != HSC_OK) return st;
+  session s;
+  if ((st = session_open(&s, cfg, comm, NULL, 0, 0, err)) != HSC_OK) return st;
+  hsc_signals_install();
+  ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
+  schedule_opts so = {.epochs = cfg->supernet.epochs,
+                      .max_steps = cfg->supernet.max_steps,
+                      .warmup = cfg->supernet.warmup_steps,
+                      .lr = cfg->supernet.lr,
+                      .momentum = cfg->supernet.momentum,
+                      .weight_decay = cfg->supernet.weight_decay,
+                      .smoothing = cfg->supernet.label_smoothing,
+                      .schedule = cfg->supernet.lr_schedule,
+                      .nesterov = cfg->supernet.nesterov};
+  st = train_loop(&s, &tg, NULL, &so, resume, res, err);
+  session_close(&s);
+  return st;
+}
+
+hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *archs, int narchs,
+                             hsc_eval_result *out, hsc_error *err) {
+  char dir[HSC_CFG_PATH + 32];
+  snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+  session s;
+  hsc_status st = session_open(&s, cfg, comm, NULL, 0, 0, err);
+  if (st != HSC_OK) return st;
+  ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
+  resume_point rp;
+  int found = 0;
+  if ((st = load_checkpoint(&s, &tg, &rp, &found, err)) == HSC_OK && !found)
+    st = hsc_error_set(err, HSC_ERR_INPUT, "%s holds no supernet checkpoint: run 'hsconas train' first", dir);
+  if (st == HSC_OK) {
+    /* Architecture i on rank i mod size; results gathered by a sum over zero-initialised slots. */
+    double *r = hsc_xcalloc((size_t)narchs * 4, sizeof(double));
+    for (int i = s.rank; i < narchs; i += s.size) {
+      hsc_eval_result e;
+      evaluate(&s, &archs[i], &s.train, &s.val, cfg->eval.val_images, 1, (float)cfg->supernet.label_smoothing,
+               &e);
+      r[4 * i] = e.loss, r[4 * i + 1] = e.top1, r[4 * i + 2] = e.top5, r[4 * i + 3] = e.images;
+    }
+    HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, r, 4 * narchs, MPI_DOUBLE, MPI_SUM, comm));
+    for (int i = 0; i < narchs; i++)
+      out[i] = (hsc_eval_result){
+          .loss = r[4 * i], .top1 = r[4 * i + 1], .top5 = r[4 * i + 2], .images = (int)r[4 * i + 3]};
+    free(r);
+  }
+  session_close(&s);
+  return st;
+}
+
+hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arch, int resume,
+                       hsc_train_result *res, hsc_eval_result *test, hsc_error *err) {
+  hsc_space space;
+  hsc_status st = hsc_space_init(&space, cfg, err);
+  if (st != HSC_OK) return st;
+  char text[4096];
+  hsc_arch_format(&space, arch, text, sizeof text);
+  char dir[HSC_CFG_PATH + 64];
+  snprintf(dir, sizeof dir, "%s/retrain-%016llx", cfg->run.dir,
+           (unsigned long long)hsc_arch_hash(&space, arch));
+  if ((st = run_dir_prepare(cfg, comm, dir, err)) != HSC_OK) return st;
+  session s;
+  if ((st = session_open(&s, cfg, comm, arch, 1, 1, err)) != HSC_OK) return st;
+  hsc_signals_install();
+  ckpt_target tg = {.dir = dir, .phase = "retrain", .arch_text = text};
+  schedule_opts so = {.epochs = cfg->retrain.epochs,
+                      .max_steps = cfg->retrain.max_steps,
+                      .warmup = cfg->retrain.warmup_steps,
+                      .lr = cfg->retrain.lr,
+                      .momentum = cfg->retrain.momentum,
+                      .weight_decay = cfg->retrain.weight_decay,
+                      .smoothing = cfg->retrain.label_smoothing,
+                      .schedule = cfg->retrain.lr_schedule,
+                      .nesterov = cfg->retrain.nesterov};
+  hsc_log(HSC_LOG_INFO, "retrain %s (%lld MFLOPs, %lld params)", text,
+          (long long)(hsc_arch_flops(&space, arch) / 1000000), (long long)hsc_arch_params(&space, arch));
+  st = train_loop(&s, &tg, arch, &so, resume, res, err);
+  if (st == HSC_OK) {
+    hsc_subset all;
+    hsc_subset_all(s.test.n, &all);
+    evaluate(&s, arch, &s.test, &all, 0, 0, (float)cfg->retrain.label_smoothing, test);
+    hsc_subset_free(&all);
+  }
+  session_close(&s);
+  return st;
+}
