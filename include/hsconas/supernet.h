@@ -97,4 +97,16 @@ void hsc_supernet_backward(hsc_supernet *net, const hsc_arch *a);
 int hsc_supernet_regions(const hsc_supernet *net, const hsc_arch *a, float wd, hsc_region *r);
 int hsc_supernet_max_regions(const hsc_supernet *net);
 
+typedef struct {
+  float lr, momentum, weight_decay, smoothing;
+  int nesterov;
+} hsc_step_opts;
+
+/* One data-parallel training step on the loaded batch (every rank of comm calls it with the same path and
+ * its own shard): forward, loss, backward, gradients of the touched parameters summed over comm and divided
+ * by its size (no communication on a 1-rank comm), SGD on the touched parameters, their gradients zeroed.
+ * Returns this rank's batch loss and hits. */
+hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, MPI_Comm comm,
+                                         const hsc_step_opts *o);
+
 #endif

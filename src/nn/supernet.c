@@ -77,6 +77,9 @@ struct hsc_supernet {
   float *gbuf[6];
   int n; /* rows of the loaded batch */
   int max_regions;
+  hsc_region *regions; /* the step's touched regions */
+  float *packed;       /* backend [params.total]: gradients packed for the all-reduce */
+  float *host;         /* host copy of packed (the same memory role on the CPU backend) */
 };
 
 /* ---- widths and shapes ---- */
@@ -312,6 +315,9 @@ void hsc_supernet_free(hsc_supernet *net) {
                   net->dlogits, net->losses,  net->counts,  net->gbuf[0], net->gbuf[1],
                   net->gbuf[2], net->gbuf[3], net->gbuf[4], net->gbuf[5]};
   for (size_t i = 0; i < ARRAY_LEN(bufs); i++) be->release(ctx, bufs[i]);
+  if (net->packed) be->release(ctx, net->packed);
+  free(net->host);
+  free(net->regions);
   hsc_table_free(&net->params);
   hsc_table_free(&net->state);
   free(net);
@@ -794,4 +800,37 @@ int hsc_supernet_regions(const hsc_supernet *net, const hsc_arch *a, float decay
   add_region(&net->params.v[net->classifier], s->classes, s->head_c, decay, r, &nr);
   assert(nr <= net->max_regions);
   return nr;
+}
+
+/* ---- the training step ---- */
+
+hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, MPI_Comm comm,
+                                         const hsc_step_opts *o) {
+  const hsc_backend *be = net->be;
+  int size;
+  HSC_CHECK_MPI(MPI_Comm_size(comm, &size));
+  if (!net->regions) net->regions = hsc_xmalloc((size_t)net->max_regions * sizeof(hsc_region));
+  hsc_supernet_forward(net, a, HSC_BN_TRAIN);
+  const hsc_batch_result br = hsc_supernet_loss(net, o->smoothing, 1);
+  hsc_supernet_backward(net, a);
+  const int nr = hsc_supernet_regions(net, a, o->weight_decay, net->regions);
+  if (size > 1) {
+    /* Gradients of the path only (a fraction of the supernet), in one message. */
+    if (!net->packed) {
+      net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
+      net->host = hsc_xmalloc(net->params.total * sizeof(float));
+    }
+    const size_t count = hsc_regions_count(net->regions, nr);
+    be->pack_regions(net->ctx, net->regions, nr, net->g, net->packed);
+    be->download(net->ctx, net->host, net->packed, count * sizeof(float));
+    HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, net->host, (int)count, MPI_FLOAT, MPI_SUM, comm));
+    const float inv = 1.0f / (float)size;
+    for (size_t i = 0; i < count; i++) net->host[i] *= inv;
+    be->upload(net->ctx, net->packed, net->host, count * sizeof(float));
+    be->unpack_regions(net->ctx, net->regions, nr, net->packed, net->g);
+  }
+  hsc_sgd_desc sgd = {.lr = o->lr, .momentum = o->momentum, .dampening = 0.0f, .nesterov = o->nesterov};
+  be->sgd_update(net->ctx, &sgd, net->regions, nr, net->w, net->g, net->m);
+  be->zero_regions(net->ctx, net->regions, nr, net->g);
+  return br;
 }

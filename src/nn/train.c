@@ -423,13 +423,6 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   const size_t img = (size_t)sp->in_c * sp->in_h * sp->in_w;
   float *x = hsc_xmalloc((size_t)local_batch * img * sizeof(float));
   int32_t *y = hsc_xmalloc((size_t)local_batch * sizeof(int32_t));
-  const int maxr = hsc_supernet_max_regions(s->net);
-  hsc_region *regions = hsc_xmalloc((size_t)maxr * sizeof(hsc_region));
-  const hsc_param_table *pt = hsc_supernet_params(s->net);
-  float *packed = s->size > 1 ? s->be->alloc(s->ctx, pt->total * sizeof(float)) : NULL;
-  float *host = s->size > 1 ? hsc_xmalloc(pt->total * sizeof(float)) : NULL;
-  float *w = hsc_supernet_weights(s->net), *g = hsc_supernet_grads(s->net),
-        *m = hsc_supernet_momentum(s->net);
   if (cfg->supernet.sync_bn && s->size > 1 && !fixed) hsc_supernet_set_sync(s->net, s->comm);
 
   FILE *csv = NULL;
@@ -442,6 +435,10 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
     if (csv && fresh) fprintf(csv, "step,epoch,loss,top1,lr,images_per_s\n");
   }
 
+  /* HSC_STOP_AT_STEP=N behaves as if a signal arrived before step N: a deterministic stop for the resume
+   * tests and for debugging. */
+  const char *stop_env = getenv("HSC_STOP_AT_STEP");
+  const int64_t stop_at = stop_env ? strtoll(stop_env, NULL, 10) : -1;
   double win_loss = 0.0, win_hits = 0.0, win_images = 0.0;
   double t0 = hsc_now(), tw = t0;
   const int64_t t_start = t;
@@ -450,7 +447,7 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   st = HSC_OK;
   for (; t < total; t++) {
     /* Stop at a step boundary when any rank got a signal; all ranks agree first. */
-    int stop = hsc_signals_pending() != 0;
+    int stop = hsc_signals_pending() != 0 || t == stop_at;
     HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, s->comm));
     if (stop) {
       hsc_log(HSC_LOG_INFO, "signal received: checkpointing at step %lld and stopping", (long long)t);
@@ -470,25 +467,13 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
     }
     hsc_loader_next(loader, x, y, &at);
     hsc_supernet_load_batch(s->net, local_batch, x, y);
-    hsc_supernet_forward(s->net, &a, HSC_BN_TRAIN);
-    hsc_batch_result br = hsc_supernet_loss(s->net, (float)so->smoothing, 1);
-    hsc_supernet_backward(s->net, &a);
-    const int nr = hsc_supernet_regions(s->net, &a, (float)so->weight_decay, regions);
-    if (s->size > 1) {
-      const size_t count = hsc_regions_count(regions, nr);
-      s->be->pack_regions(s->ctx, regions, nr, g, packed);
-      s->be->download(s->ctx, host, packed, count * sizeof(float));
-      HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, host, (int)count, MPI_FLOAT, MPI_SUM, s->comm));
-      const float inv = 1.0f / (float)s->size;
-      for (size_t i = 0; i < count; i++) host[i] *= inv;
-      s->be->upload(s->ctx, packed, host, count * sizeof(float));
-      s->be->unpack_regions(s->ctx, regions, nr, packed, g);
-    }
     const double lr = hsc_lr_at(so->schedule, so->lr, so->warmup, t, total);
-    hsc_sgd_desc sgd = {
-        .lr = (float)lr, .momentum = (float)so->momentum, .dampening = 0.0f, .nesterov = so->nesterov};
-    s->be->sgd_update(s->ctx, &sgd, regions, nr, w, g, m);
-    s->be->zero_regions(s->ctx, regions, nr, g);
+    const hsc_step_opts step = {.lr = (float)lr,
+                                .momentum = (float)so->momentum,
+                                .weight_decay = (float)so->weight_decay,
+                                .smoothing = (float)so->smoothing,
+                                .nesterov = so->nesterov};
+    const hsc_batch_result br = hsc_supernet_train_step(s->net, &a, s->comm, &step);
 
     win_loss += br.loss * local_batch;
     win_hits += br.top1;
@@ -528,8 +513,7 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   res->seconds = hsc_now() - t0;
   res->images_per_s = res->seconds > 0 ? (double)(t - t_start) * cfg->data.batch_size / res->seconds : 0.0;
   if (csv) fclose(csv);
-  if (packed) s->be->release(s->ctx, packed);
-  free(host), free(regions), free(x), free(y);
+  free(x), free(y);
 done:
   hsc_loader_free(loader);
   return st;
