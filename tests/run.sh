@@ -79,6 +79,12 @@ for t in "$build"/tests/mpi/test_*; do
     mpirun -np 3 --oversubscribe --timeout 300 "$t"
 done
 
+# Command-line tests: shell scripts that drive the hsconas binary (training, resume, signals, bad input).
+for t in "$here"/tests/cli/test_*.sh; do
+  [ -f "$t" ] || continue
+  OMP_NUM_THREADS=$threads run_one "cli/$(basename "$t" .sh)" bash "$t" "$build"
+done
+
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed programs: ${failures[*]}"
 summary="$passed passed, $failed failed"
