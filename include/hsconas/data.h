@@ -26,10 +26,14 @@ typedef struct {
 } hsc_dataset;
 
 /* Reads an IDX image file and its label file (gzip or plain). Validates magic numbers, dimensions, the
- * item counts of both files, file sizes and label range; errors name the file and what was wrong. */
+ * item counts of both files, file sizes and label range; errors name the file and what was wrong.
+ * classes is 10 (the MNIST family); a label >= 10 is an error. A file that cannot be opened or read is
+ * HSC_ERR_IO; anything wrong with the contents (bad magic, dimensions, truncation, trailing bytes, count
+ * mismatch, label range, corrupt gzip) is HSC_ERR_INPUT. On error *ds is empty (safe to free). */
 hsc_status hsc_idx_load(hsc_dataset *ds, const char *images_path, const char *labels_path, hsc_error *err);
 /* Fashion-MNIST from a directory: train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz),
- * t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz). test may be NULL. */
+ * t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz); NAME.gz is preferred to NAME. test may be
+ * NULL. A missing file is HSC_ERR_IO naming both paths tried. On error both datasets are empty. */
 hsc_status hsc_fmnist_load(const char *dir, hsc_dataset *train, hsc_dataset *test, hsc_error *err);
 void hsc_dataset_free(hsc_dataset *ds);
 
@@ -61,7 +65,17 @@ void hsc_data_fill(const hsc_dataset *ds, const hsc_subset *sub, int first, int 
                    float *x, int32_t *y);
 
 /* The training loader: shuffled epochs, drop-last global batches, this rank's shard, augmentation, and a
- * prefetch thread preparing the next shard while the caller trains on the current one. */
+ * prefetch thread preparing the next shard while the caller trains on the current one.
+ *
+ * Augmentation (transform.augment): random crop with crop_pad pixels of zero padding (the padded pixels are
+ * the normalised value of a 0 byte, as torchvision's RandomCrop(padding) before Normalize), offsets dy, dx
+ * uniform in [0, 2 * crop_pad], then a horizontal flip with probability 1/2 when transform.flip. The draws
+ * for position p of epoch e are, in this order, hsc_rng_below(2 * crop_pad + 1) for dy and for dx and
+ * hsc_rng_below(2) for the flip, from hsc_rng_init(seed, HSC_RNG_AUGMENT, e * sub->n + p); all three are
+ * drawn even when the flip is off. Output pixel (i, j) before the flip is source pixel
+ * (i + dy - crop_pad, j + dx - crop_pad). Epoch order: Fisher-Yates from the top (i = n-1 .. 1 swaps with
+ * hsc_rng_below(i + 1)) on hsc_rng_init(seed, HSC_RNG_DATA, e); positions in order when shuffle is 0.
+ * Results are bit-identical with prefetch on and off. */
 typedef struct {
   const hsc_dataset *ds;
   const hsc_subset *sub;
@@ -80,12 +94,15 @@ typedef struct {
   int64_t epoch, batch;
 } hsc_data_cursor;
 
-/* Starts at cursor {0, 0}. Does not copy opts->ds or opts->sub: they must outlive the loader. */
+/* Starts at cursor {0, 0}. Does not copy opts->ds or opts->sub: they must outlive the loader. Asserts what
+ * config validation guarantees: global_batch divisible by nranks and sub->n >= global_batch. With
+ * prefetch, starts the thread (which begins on batch {0, 0} at once); one loader is used by one thread. */
 hsc_loader *hsc_loader_create(const hsc_loader_opts *opts);
 void hsc_loader_free(hsc_loader *l);
 /* Global batches per epoch: sub->n / global_batch. */
 int64_t hsc_loader_batches_per_epoch(const hsc_loader *l);
-/* Moves to a position (resume). Cancels any prefetched batch. */
+/* Moves to a position (resume); 0 <= c.batch < batches per epoch. Cancels any prefetched batch (one in
+ * flight finishes in the background and is discarded). */
 void hsc_loader_seek(hsc_loader *l, hsc_data_cursor c);
 hsc_data_cursor hsc_loader_cursor(const hsc_loader *l);
 /* Writes this rank's shard of the batch at the cursor: x [B / R, c, h, w], y [B / R]; returns where it came
