@@ -386,13 +386,11 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
                         .transform = s->tr,
                         .seed = (uint64_t)cfg->run.seed,
                         .prefetch = cfg->data.prefetch};
-  hsc_loader *loader = hsc_loader_create(&lo);
-  const int64_t bpe = hsc_loader_batches_per_epoch(loader);
-  if (bpe < 1) {
-    hsc_loader_free(loader);
+  if (s->fit.n < cfg->data.batch_size)
     return hsc_error_set(err, HSC_ERR_INPUT, "data.batch_size %d is larger than the %d training images",
                          cfg->data.batch_size, s->fit.n);
-  }
+  hsc_loader *loader = hsc_loader_create(&lo);
+  const int64_t bpe = hsc_loader_batches_per_epoch(loader);
   int64_t total = (int64_t)so->epochs * bpe;
   if (so->max_steps > 0 && so->max_steps < total) total = so->max_steps;
 
