@@ -73,7 +73,8 @@ typedef struct {
 } hsc_space_mask;
 
 /* Builds the space from cfg->space; errors name the key (e.g. an unknown operator, a stage width that is
- * odd, a spatial size that drops to 0). */
+ * odd or not wider than the stage's input, more than HSC_MAX_BLOCKS blocks or HSC_MAX_SCALES scales, a
+ * spatial size that drops to 0). */
 hsc_status hsc_space_init(hsc_space *s, const hsc_config *cfg, hsc_error *err);
 
 /* Every choice the space has allowed. */
@@ -83,7 +84,7 @@ void hsc_space_mask_full(const hsc_space *s, hsc_space_mask *m);
  * scales (mask NULL: all). Draws from r only. */
 void hsc_arch_sample(const hsc_space *s, const hsc_space_mask *m, hsc_rng *r, hsc_arch *a);
 
-/* The same architecture with every block at the largest scale and op `op` (for tests and profiling). */
+/* The architecture with every block at op `op` and scale index `scale_index` (for tests and profiling). */
 void hsc_arch_uniform(const hsc_space *s, hsc_op op, int scale_index, hsc_arch *a);
 
 /* Text form "shuffle3:1.0,xception:0.6,..." (one gene per block). Scales print with at least one decimal
@@ -91,8 +92,9 @@ void hsc_arch_uniform(const hsc_space *s, hsc_op op, int scale_index, hsc_arch *
  * length written (snprintf semantics). */
 int hsc_arch_format(const hsc_space *s, const hsc_arch *a, char *buf, size_t len);
 /* Parses the text form, or the YAML list form ("[shuffle3:1.0, ...]" or a block sequence "- shuffle3:1.0"
- * one per line). Errors say which gene is wrong and why (unknown op, op not in this space, scale not in the
- * list, wrong number of blocks). */
+ * one per line), optionally after an "arch:" key and with "#" comments, so hsc_arch_write_yaml's output
+ * reads back. Errors say which gene is wrong (numbered from 0, like the blocks) and why (unknown op, op
+ * not in this space, scale not in the list, wrong number of blocks); `a` is left alone on error. */
 hsc_status hsc_arch_parse(const hsc_space *s, const char *text, hsc_arch *a, hsc_error *err);
 /* Writes the YAML form: "arch:\n  - shuffle3:1.0\n ..." plus hash, flops and params as comments. */
 void hsc_arch_write_yaml(const hsc_space *s, const hsc_arch *a, FILE *out);
