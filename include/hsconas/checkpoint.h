@@ -37,7 +37,9 @@ hsc_status hsc_ckpt_write_i64(hsc_ckpt *ck, const char *name, int ndim, const in
 hsc_status hsc_ckpt_write_u8(hsc_ckpt *ck, const char *name, int ndim, const int64_t *dims,
                              const uint8_t *data, hsc_error *err);
 /* Marks the file complete, closes, fsyncs and renames PATH.tmp to PATH (and fsyncs the directory).
- * Frees ck in every case; on failure PATH.tmp is removed and an existing PATH is untouched. */
+ * Frees ck in every case; on failure PATH.tmp is removed and an existing PATH is untouched. After any failed
+ * meta_* or write_* on ck, commit refuses (the file would lack data). The one failure reported after the
+ * rename is a failed fsync of the directory: PATH is then already the new checkpoint. */
 hsc_status hsc_ckpt_commit(hsc_ckpt *ck, hsc_error *err);
 /* Abandons a checkpoint being written: closes and removes PATH.tmp, frees ck. */
 void hsc_ckpt_abort(hsc_ckpt *ck);
