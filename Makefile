@@ -142,6 +142,12 @@ $(REFDIR)/%.h5: tests/ref/%_ref.py
 	@mkdir -p $(@D)
 	$(PYTHON) $< $@.tmp && mv $@.tmp $@
 
+# The supernet-step reference starts from the C engine's own exported weights and inputs.
+$(REFDIR)/step.h5: tests/ref/step_ref.py tests/ref/spos.py $(BUILD)/tests/test_supernet_torch
+	@mkdir -p $(@D)
+	$(BUILD)/tests/test_supernet_torch --export $(REFDIR)/step_in.h5
+	$(PYTHON) $< $(REFDIR)/step_in.h5 $@.tmp && mv $@.tmp $@
+
 test-build: $(LIB) $(BIN) $(TESTS) $(MPI_TESTS)
 
 NPROC := $(shell nproc 2>/dev/null || echo 2)
