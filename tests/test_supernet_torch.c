@@ -34,8 +34,8 @@ static const float LR = 0.1f, MOMENTUM = 0.9f, WD = 1e-3f, SMOOTHING = 0.1f;
 static hsc_status make_config(hsc_config *cfg, hsc_error *err) {
   hsc_config_defaults(cfg);
   static const char *const sets[] = {
-      "space.input_size=16",         "space.stem_channels=8",   "space.stage_channels=[16,32,48]",
-      "space.stage_blocks=[2,2,1]",  "space.stage_strides=[2,2,1]", "space.head_channels=40",
+      "space.input_size=16",        "space.stem_channels=8",       "space.stage_channels=[16,32,48]",
+      "space.stage_blocks=[2,2,1]", "space.stage_strides=[2,2,1]", "space.head_channels=40",
       "space.scales=[0.5,1.0,1.5]",
   };
   for (size_t i = 0; i < ARRAY_LEN(sets); i++) {
@@ -188,8 +188,9 @@ static void compare(hsc_test *t, const char *what, const float *got, const doubl
     if (!(d <= tol)) bad++;
     if (!(d / tol <= worst_r)) worst_r = d / tol, worst = i;
   }
-  if (bad) T_FAIL(t, "%s: %zu of %zu differ; worst [%zu] %.9g vs %.9g (max |ref| %.3g)", what, bad, n, worst,
-                  (double)got[worst], want[worst], amax);
+  if (bad)
+    T_FAIL(t, "%s: %zu of %zu differ; worst [%zu] %.9g vs %.9g (max |ref| %.3g)", what, bad, n, worst,
+           (double)got[worst], want[worst], amax);
 }
 
 /* Copies the leading slice (shape `dims` of the reference) of a max-width C tensor p from buf. */
@@ -199,7 +200,8 @@ static float *slice_of(const hsc_param *p, const float *buf, const int64_t *dims
   float *out = malloc(n * sizeof(float));
   size_t k = 0;
   /* Leading slice along dims 0 and 1; trailing dims are whole (kernels). */
-  const int64_t d1 = p->ndim > 1 ? dims[1] : 1, inner = p->ndim > 2 ? p->dims[2] * (p->ndim > 3 ? p->dims[3] : 1) : 1;
+  const int64_t d1 = p->ndim > 1 ? dims[1] : 1,
+                inner = p->ndim > 2 ? p->dims[2] * (p->ndim > 3 ? p->dims[3] : 1) : 1;
   const int64_t full1 = p->ndim > 1 ? p->dims[1] : 1;
   for (int64_t a = 0; a < dims[0]; a++)
     for (int64_t b = 0; b < d1; b++)
@@ -223,8 +225,8 @@ static int ref_dims(hid_t f, const char *name, int64_t *dims) {
 
 /* Compares every tensor of `part` (grad, after, state_after) in the reference with the engine's buffer;
  * entries of the buffer outside the reference's slices must equal `outside` (NULL: not checked). */
-static void compare_table(hsc_test *t, hid_t f, const char *group, const char *part, const hsc_param_table *tab,
-                          const float *buf, const float *outside, int *seen) {
+static void compare_table(hsc_test *t, hid_t f, const char *group, const char *part,
+                          const hsc_param_table *tab, const float *buf, const float *outside, int *seen) {
   char *covered = calloc(tab->total, 1);
   for (int i = 0; i < tab->n; i++) {
     const hsc_param *p = &tab->v[i];

@@ -1,0 +1,180 @@
+/* Data-parallel training is the single-process computation it claims to be. Run under mpirun -np R.
+ *
+ * With sync BN (statistics all-reduced), R ranks with B / R images each take the same steps as one process
+ * with the whole batch B. Without it (per-rank BN, as SPOS trains), the R-rank step equals one process
+ * that normalises each rank's share separately, accumulates the R gradients and divides by R.
+ * Tolerance: the same fp32 arithmetic summed in another order, 2e-5 of each parameter tensor's largest
+ * update plus 1e-6 absolute. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "hsconas/config.h"
+#include "hsconas/rng.h"
+#include "hsconas/space.h"
+#include "hsconas/supernet.h"
+
+enum { PER_RANK = 4, STEPS = 3 };
+
+typedef struct {
+  hsc_config cfg;
+  hsc_space space;
+  int rank, size, batch;
+  float *x;   /* [batch, 1, 16, 16] identical on every rank */
+  int32_t *y; /* [batch] */
+} dp_case;
+
+static int dp_setup(hsc_test *t, dp_case *c) {
+  memset(c, 0, sizeof *c);
+  hsc_error err = {0};
+  hsc_config_defaults(&c->cfg);
+  static const char *const sets[] = {"space.input_size=16",          "space.stem_channels=8",
+                                     "space.stage_channels=[16,32]", "space.stage_blocks=[2,2]",
+                                     "space.stage_strides=[2,2]",    "space.head_channels=32",
+                                     "space.scales=[0.5,1.0,1.5]"};
+  for (size_t i = 0; i < ARRAY_LEN(sets); i++)
+    if (hsc_config_set(&c->cfg, sets[i], &err) != HSC_OK) {
+      T_FAIL(t, "%s", err.msg);
+      return 0;
+    }
+  if (hsc_space_init(&c->space, &c->cfg, &err) != HSC_OK) {
+    T_FAIL(t, "%s", err.msg);
+    return 0;
+  }
+  HSC_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank));
+  HSC_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &c->size));
+  c->batch = PER_RANK * c->size;
+  c->x = tu_randn(31, (size_t)c->batch * 256, 1.0f);
+  c->y = malloc((size_t)c->batch * sizeof(int32_t));
+  for (int i = 0; i < c->batch; i++) c->y[i] = (i * 3 + 1) % 10;
+  return 1;
+}
+
+static void dp_free(dp_case *c) {
+  free(c->x);
+  free(c->y);
+}
+
+static hsc_supernet *make_net(hsc_test *t, dp_case *c, int max_batch) {
+  hsc_error err = {0};
+  hsc_supernet *net = NULL;
+  if (hsc_supernet_create(&net, &c->space, NULL, t->be, t->ctx, max_batch, &err) != HSC_OK) {
+    T_FAIL(t, "%s", err.msg);
+    return NULL;
+  }
+  hsc_supernet_init_weights(net, 5);
+  return net;
+}
+
+static void path_of_step(const dp_case *c, int step, hsc_arch *a) {
+  hsc_rng r;
+  hsc_rng_init(&r, 9, HSC_RNG_PATH, (uint64_t)step);
+  hsc_arch_sample(&c->space, NULL, &r, a);
+}
+
+static const hsc_step_opts OPTS = {.lr = 0.2f, .momentum = 0.9f, .weight_decay = 1e-3f, .smoothing = 0.1f};
+
+/* Compares two parameter buffers tensor by tensor (tolerance in the file comment). */
+static void compare_params(hsc_test *t, const hsc_param_table *pt, const float *got, const float *want,
+                           const float *init) {
+  for (int i = 0; i < pt->n; i++) {
+    const hsc_param *p = &pt->v[i];
+    double umax = 0.0;
+    for (size_t j = 0; j < p->count; j++)
+      umax = fmax(umax, fabs((double)want[p->offset + j] - init[p->offset + j]));
+    size_t bad = 0, worst = 0;
+    double wd = 0.0;
+    for (size_t j = 0; j < p->count; j++) {
+      const double d = fabs((double)got[p->offset + j] - want[p->offset + j]);
+      if (d > 2e-5 * umax + 1e-6) bad++;
+      if (d > wd) wd = d, worst = j;
+    }
+    if (bad)
+      T_FAIL(t, "%s: %zu of %zu differ; worst [%zu] %.9g vs %.9g (largest update %.3g)", p->name, bad,
+             p->count, worst, (double)got[p->offset + worst], (double)want[p->offset + worst], umax);
+  }
+}
+
+/* Sync BN: R ranks x B/R == 1 process x B. */
+static void t_sync_bn(hsc_test *t) {
+  dp_case c;
+  if (!dp_setup(t, &c)) return;
+  hsc_supernet *dist = make_net(t, &c, PER_RANK), *ref = make_net(t, &c, c.batch);
+  if (dist && ref) {
+    const hsc_param_table *pt = hsc_supernet_params(dist);
+    float *init = tu_copy(hsc_supernet_weights(dist), pt->total);
+    hsc_supernet_set_sync(dist, MPI_COMM_WORLD);
+    for (int s = 0; s < STEPS; s++) {
+      hsc_arch a;
+      path_of_step(&c, s, &a);
+      hsc_supernet_load_batch(dist, PER_RANK, c.x + (size_t)c.rank * PER_RANK * 256, c.y + c.rank * PER_RANK);
+      hsc_supernet_train_step(dist, &a, MPI_COMM_WORLD, &OPTS);
+      hsc_supernet_load_batch(ref, c.batch, c.x, c.y);
+      hsc_supernet_train_step(ref, &a, MPI_COMM_SELF, &OPTS);
+    }
+    compare_params(t, pt, hsc_supernet_weights(dist), hsc_supernet_weights(ref), init);
+    /* BN running statistics agree too (sync BN updates them with the whole batch's). */
+    const hsc_param_table *st = hsc_supernet_state(dist);
+    T_CLOSE(t, "running statistics", hsc_supernet_stats(dist), hsc_supernet_stats(ref), st->total, 1e-4,
+            1e-5);
+    free(init);
+  }
+  hsc_supernet_free(dist);
+  hsc_supernet_free(ref);
+  dp_free(&c);
+}
+
+/* Per-rank BN: R ranks == one process normalising each rank's share separately, gradients averaged. */
+static void t_per_rank_bn(hsc_test *t) {
+  dp_case c;
+  if (!dp_setup(t, &c)) return;
+  hsc_supernet *dist = make_net(t, &c, PER_RANK), *ref = make_net(t, &c, PER_RANK);
+  if (dist && ref) {
+    const hsc_param_table *pt = hsc_supernet_params(dist);
+    float *init = tu_copy(hsc_supernet_weights(dist), pt->total);
+    hsc_region *reg = malloc((size_t)hsc_supernet_max_regions(ref) * sizeof(hsc_region));
+    for (int s = 0; s < STEPS; s++) {
+      hsc_arch a;
+      path_of_step(&c, s, &a);
+      hsc_supernet_load_batch(dist, PER_RANK, c.x + (size_t)c.rank * PER_RANK * 256, c.y + c.rank * PER_RANK);
+      hsc_supernet_train_step(dist, &a, MPI_COMM_WORLD, &OPTS);
+      /* The reference, spelled out: the R shares, each forward/backward on its own batch statistics,
+       * gradients accumulated (backward adds), divided by R, one SGD step. */
+      for (int r = 0; r < c.size; r++) {
+        hsc_supernet_load_batch(ref, PER_RANK, c.x + (size_t)r * PER_RANK * 256, c.y + r * PER_RANK);
+        hsc_supernet_forward(ref, &a, HSC_BN_TRAIN);
+        hsc_supernet_loss(ref, OPTS.smoothing, 1);
+        hsc_supernet_backward(ref, &a);
+      }
+      float *g = hsc_supernet_grads(ref);
+      for (size_t j = 0; j < pt->total; j++) g[j] /= (float)c.size;
+      const int nr = hsc_supernet_regions(ref, &a, OPTS.weight_decay, reg);
+      hsc_sgd_desc sgd = {.lr = OPTS.lr, .momentum = OPTS.momentum};
+      t->be->sgd_update(t->ctx, &sgd, reg, nr, hsc_supernet_weights(ref), g, hsc_supernet_momentum(ref));
+      t->be->zero_regions(t->ctx, reg, nr, g);
+    }
+    compare_params(t, pt, hsc_supernet_weights(dist), hsc_supernet_weights(ref), init);
+    /* And the ranks hold identical parameters (the same averaged update everywhere). */
+    float *w0 = tu_copy(hsc_supernet_weights(dist), pt->total);
+    HSC_CHECK_MPI(MPI_Bcast(w0, (int)pt->total, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    T_EQ_INT(t, memcmp(w0, hsc_supernet_weights(dist), pt->total * sizeof(float)), 0);
+    free(w0);
+    free(reg);
+    free(init);
+  }
+  hsc_supernet_free(dist);
+  hsc_supernet_free(ref);
+  dp_free(&c);
+}
+
+int main(int argc, char **argv) {
+  hsc_proc_init(&argc, &argv);
+  static const hsc_test_case cases[] = {
+      {"sync_bn_equals_whole_batch", t_sync_bn},
+      {"per_rank_bn_equals_split_reference", t_per_rank_bn},
+  };
+  int rc = hsc_test_main("test_train_mpi", argc, argv, cases, (int)ARRAY_LEN(cases));
+  hsc_proc_finalize();
+  return rc;
+}
