@@ -102,6 +102,45 @@ typedef struct {
   } log;
 } hsc_config;
 
+/* ---- The schema: one entry per key (src/core/config_schema.c), in dump order. ---- */
+
+typedef enum {
+  HSC_CFG_INT,        /* int */
+  HSC_CFG_INT64,      /* int64_t */
+  HSC_CFG_FLOAT,      /* double, finite */
+  HSC_CFG_BOOL,       /* int 0/1; true/false, yes/no, on/off */
+  HSC_CFG_STRING,     /* char[size], NUL-terminated; longer values are rejected */
+  HSC_CFG_ENUM,       /* char[size] holding one of `choices` */
+  HSC_CFG_INT_LIST,   /* int[HSC_CFG_MAX_LIST] + int count */
+  HSC_CFG_FLOAT_LIST, /* double[HSC_CFG_MAX_LIST] + int count */
+  HSC_CFG_ENUM_LIST,  /* hsc_cfg_name[HSC_CFG_MAX_LIST] + int count, each one of `choices` */
+  HSC_CFG_TYPE_COUNT
+} hsc_cfg_type;
+
+/* Float bounds that are excluded from the range (bit flags of hsc_cfg_key.open). */
+enum { HSC_CFG_LO_OPEN = 1, HSC_CFG_HI_OPEN = 2 };
+
+typedef struct {
+  const char *key; /* "section.name" */
+  hsc_cfg_type type;
+  size_t offset;       /* of the value (of the array, for lists) in hsc_config */
+  size_t size;         /* bytes of the value: the capacity with the NUL for strings, the array for lists */
+  size_t count_offset; /* lists: of the int item count */
+  const char *def;     /* the default as YAML flow text, parsed like a --set value */
+  int64_t imin, imax;  /* int, int64 and int-list items: inclusive range */
+  double fmin, fmax;   /* float and float-list items: range, ends excluded per `open` */
+  int open;            /* HSC_CFG_LO_OPEN | HSC_CFG_HI_OPEN */
+  const char *const *choices; /* enum and enum-list: the allowed names, NULL-terminated */
+  const char *help;           /* one line for --keys and dump comments */
+} hsc_cfg_key;
+
+/* The schema table and its length. */
+const hsc_cfg_key *hsc_config_schema(size_t *count);
+/* The entry of a dotted key, NULL when there is none. */
+const hsc_cfg_key *hsc_config_find(const char *key);
+/* "int", "float list", ... */
+const char *hsc_config_type_name(hsc_cfg_type type);
+
 /* Fills every key with its default. */
 void hsc_config_defaults(hsc_config *cfg);
 
@@ -117,7 +156,8 @@ hsc_status hsc_config_set(hsc_config *cfg, const char *assignment, hsc_error *er
 hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error *err);
 
 /* Defaults + file + overrides + validate. Rank 0 of comm reads the file and broadcasts its bytes; every
- * rank returns the same status and message (collective over comm). */
+ * rank returns the same status and message (collective over comm). path NULL: defaults + overrides only.
+ * A file that cannot be read is HSC_ERR_IO naming the path; everything else wrong is HSC_ERR_INPUT. */
 hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
                            MPI_Comm comm, hsc_error *err);
 
