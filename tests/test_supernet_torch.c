@@ -11,7 +11,7 @@
  * of stride 2 and of stride 1, split blocks and three channel scales; and the stand-alone network of
  * another architecture (affine BN, as `hsconas retrain` trains it).
  * Tolerances: float32 engine against a float64 reference, relative 1e-4 of each tensor's largest entry
- * (what the issue asks) plus rtol 1e-4 per element. */
+ * (what the issue asks) plus rtol 1e-4 per element and 1e-7 absolute (see compare). */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -177,14 +177,16 @@ static double *ref_read(hsc_test *t, hid_t f, const char *name, size_t count) {
   return v;
 }
 
-/* |got - want| <= 1e-4 * (max|want| + |want|) over n values; reports the worst. */
+/* |got - want| <= 1e-4 * (max|want| + |want|) + 1e-7 over n values; reports the worst. The absolute 1e-7
+ * is for tensors that are zero in exact arithmetic (the beta gradient of a BN followed by another BN, the
+ * batch mean after a BN), where float32 leaves ~1e-9 and float64 ~1e-18. */
 static void compare(hsc_test *t, const char *what, const float *got, const double *want, size_t n) {
   double amax = 0.0;
   for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(want[i]));
   size_t bad = 0, worst = 0;
   double worst_r = 0.0;
   for (size_t i = 0; i < n; i++) {
-    const double d = fabs((double)got[i] - want[i]), tol = 1e-4 * (amax + fabs(want[i])) + 1e-12;
+    const double d = fabs((double)got[i] - want[i]), tol = 1e-4 * (amax + fabs(want[i])) + 1e-7;
     if (!(d <= tol)) bad++;
     if (!(d / tol <= worst_r)) worst_r = d / tol, worst = i;
   }
@@ -363,5 +365,8 @@ int main(int argc, char **argv) {
       {"standalone_step_gradients", t_fixed_grads},
       {"standalone_step_update", t_fixed_step},
   };
-  return hsc_test_main("test_supernet_torch", argc, argv, cases, (int)ARRAY_LEN(cases));
+  hsc_proc_init(&argc, &argv);
+  int rc = hsc_test_main("test_supernet_torch", argc, argv, cases, (int)ARRAY_LEN(cases));
+  hsc_proc_finalize();
+  return rc;
 }
