@@ -44,7 +44,7 @@ gunzip -c /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz | head -c
 expect_error "truncated IDX file" 1 "trunc/train-images-idx3-ubyte.gz: .*truncated" \
   "$bin" train $cfg --set run.dir="$work/r2" --set data.path="$work/trunc"
 
-expect_error "bad architecture" 1 "gene 2.*shufle5" \
+expect_error "bad architecture" 1 "gene 1 .shufle5:1.0.: unknown operator" \
   "$bin" arch $cfg --arch shuffle3:1.0,shufle5:1.0,shuffle7:1.5
 expect_error "architecture of the wrong length" 1 "3 blocks" "$bin" arch $cfg --arch shuffle3:1.0
 
