@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# `make run`: the main job on the default configuration. The supernet training, latency model and search
-# pipeline are not in this version yet (they arrive with the supernet, latency-model and search issues);
-# until then this shows the build and the devices it would use.
+# `make run`: the main job on the default configuration, on local MPI ranks:
+#   1. train the Fashion-MNIST supernet (configs/fmnist.yaml) data-parallel on HSC_RANKS ranks (default 2),
+#      resuming from run.dir's checkpoints when there are any (rerunning after a failure continues);
+#   2. evaluate HSC_EVAL_ARCHS random sub-networks (default 5): BN recalibration, validation accuracy.
+# The search pipeline (latency model, shrinking, evolution) replaces step 2 when it lands.
+# Environment: HSC_CONFIG (default configs/fmnist.yaml), HSC_RANKS, HSC_EVAL_ARCHS, and any
+# `--set key=value` overrides in HSC_SET (space separated).
 set -euo pipefail
 build=${1:-build}
+config=${HSC_CONFIG:-configs/fmnist.yaml}
+ranks=${HSC_RANKS:-2}
+narch=${HSC_EVAL_ARCHS:-5}
+sets=()
+for s in ${HSC_SET:-}; do sets+=(--set "$s"); done
+
+# Open MPI refuses to run as root unless told; more ranks than cores need oversubscription. Each rank's
+# operators use cores / ranks threads, with OpenBLAS single-threaded inside them.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS=1
+
 "$build/hsconas" version
-OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$build/hsconas" devices
-echo
-echo "hsconas: the training and search pipeline (hsconas run configs/fmnist.yaml) is not in this version yet;"
-echo "         this build provides the operator library and its tests (make test) and benchmarks (make bench)."
+"$build/hsconas" config "$config" "${sets[@]}"
+echo "== training the supernet on $ranks ranks ($config)"
+mpirun -np "$ranks" "$build/hsconas" train "$config" --resume "${sets[@]}"
+echo "== evaluating $narch random architectures on the trained supernet"
+mpirun -np "$ranks" "$build/hsconas" eval "$config" --random "$narch" "${sets[@]}"

@@ -337,6 +337,13 @@ static void check_step(hsc_test *t, const char *group, int fixed) {
     seen = 0;
     compare_table(t, f, group, "state_after", hsc_supernet_state(net), hsc_supernet_stats(net), NULL, &seen);
     T_CHECK(t, seen > 10);
+    /* Inference on the updated network (BN folded into the pointwise epilogues). */
+    char name[64];
+    snprintf(name, sizeof name, "/%s/logits_eval", group);
+    const float *logits = hsc_supernet_forward(net, a, HSC_BN_EVAL);
+    double *want = ref_read(t, f, name, (size_t)BATCH * 10);
+    if (want) compare(t, name, logits, want, (size_t)BATCH * 10);
+    free(want);
     /* Gradients are zero again after the step. */
     size_t nonzero = 0;
     for (size_t j = 0; j < pt->total; j++) nonzero += hsc_supernet_grads(net)[j] != 0.0f;

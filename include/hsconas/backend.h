@@ -48,6 +48,11 @@ static inline int hsc_conv2d_out_w(const hsc_conv2d_desc *d) {
 typedef struct {
   int n, cin, cout, hw;
   int ldw; /* >= cin: the maximum input width the weight was allocated for */
+  /* Optional forward epilogue (inference BN folded in): when scale is not NULL, the forward writes
+   * y = relu?(scale[o] * (W x)[o] + shift[o]) with scale, shift [cout] (backend memory), while each tile
+   * is still in cache. The backward ignores these fields. */
+  const float *scale, *shift;
+  int relu;
 } hsc_pointwise_desc;
 
 /* Depthwise k x k convolution, padding k/2, on the leading c channels.
@@ -175,6 +180,11 @@ typedef struct hsc_backend {
   void (*bn_backward_elemt)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
                             const float *gamma, const float *mean, const float *invstd, const float *dy,
                             const float *mean_g, const float *mean_gxhat, float *dx);
+
+  /* Inference BN as a per-channel affine map: scale [c] = gamma / sqrt(var + eps), shift [c] = beta -
+   * mean * scale (gamma NULL = 1, beta NULL = 0), for a pointwise epilogue. */
+  void (*bn_fold)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
+                  const float *running_mean, const float *running_var, float *scale, float *shift);
 
   /* ReLU over `count` elements; y may alias x. backward uses y > 0 as the mask. */
   void (*relu_forward)(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);

@@ -508,6 +508,17 @@ static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc
     case UNIT_PW: {
       hsc_pointwise_desc d = {
           .n = n, .cin = cin, .cout = cout, .hw = h * w, .ldw = (int)net->params.v[u->w].dims[1]};
+      if (mode == HSC_BN_EVAL) {
+        /* Inference BN folded into the GEMM's epilogue: one pass over the output instead of three. */
+        hsc_bn_desc bd = {.n = n, .c = cout, .hw = h * w, .eps = net->bn_eps};
+        be->bn_fold(net->ctx, &bd, pw_(net, u->gamma), pw_(net, u->beta), st_(net, u->mean), st_(net, u->var),
+                    sl->save_mean, sl->save_inv);
+        d.scale = sl->save_mean;
+        d.shift = sl->save_inv;
+        d.relu = u->relu;
+        be->pointwise_forward(net->ctx, &d, x, wt, sl->b);
+        return;
+      }
       be->pointwise_forward(net->ctx, &d, x, wt, sl->a);
       break;
     }

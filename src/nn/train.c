@@ -130,9 +130,10 @@ static void session_close(session *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* fixed NULL: the supernet; whole_train: fit on all training images (retrain) instead of the split. */
+/* fixed NULL: the supernet; whole_train: fit on all training images (retrain) instead of the split;
+ * evaluating: size the buffers for data.eval_batch_size (eval) instead of the training shard. */
 static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm, const hsc_arch *fixed,
-                               int need_test, int whole_train, hsc_error *err) {
+                               int need_test, int whole_train, int evaluating, hsc_error *err) {
   memset(s, 0, sizeof *s);
   s->cfg = cfg;
   s->comm = comm;
@@ -188,9 +189,11 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     session_close(s);
     return st;
   }
+  /* Buffers for the larger of the two batches this session runs: training shards, or evaluation batches
+   * (BN recalibration, validation). Activations for the backward cost several MB per image. */
   const int local_batch = cfg->data.batch_size / s->size;
-  s->eval_batch = cfg->data.eval_batch_size;
-  const int max_batch = local_batch > s->eval_batch ? local_batch : s->eval_batch;
+  const int max_batch = evaluating ? cfg->data.eval_batch_size : local_batch;
+  s->eval_batch = evaluating ? cfg->data.eval_batch_size : local_batch;
   if ((st = hsc_supernet_create(&s->net, &s->space, fixed, s->be, s->ctx, max_batch, err)) != HSC_OK) {
     session_close(s);
     return st;
@@ -581,7 +584,7 @@ hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, 
   hsc_status st = run_dir_prepare(cfg, comm, dir, err);
   if (st != HSC_OK) return st;
   session s;
-  if ((st = session_open(&s, cfg, comm, NULL, 0, 0, err)) != HSC_OK) return st;
+  if ((st = session_open(&s, cfg, comm, NULL, 0, 0, 0, err)) != HSC_OK) return st;
   hsc_signals_install();
   ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
   schedule_opts so = {.epochs = cfg->supernet.epochs,
@@ -603,7 +606,7 @@ hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arc
   char dir[HSC_CFG_PATH + 32];
   snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
   session s;
-  hsc_status st = session_open(&s, cfg, comm, NULL, 0, 0, err);
+  hsc_status st = session_open(&s, cfg, comm, NULL, 0, 0, 1, err);
   if (st != HSC_OK) return st;
   ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
   resume_point rp;
@@ -641,7 +644,7 @@ hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arc
            (unsigned long long)hsc_arch_hash(&space, arch));
   if ((st = run_dir_prepare(cfg, comm, dir, err)) != HSC_OK) return st;
   session s;
-  if ((st = session_open(&s, cfg, comm, arch, 1, 1, err)) != HSC_OK) return st;
+  if ((st = session_open(&s, cfg, comm, arch, 1, 1, 0, err)) != HSC_OK) return st;
   hsc_signals_install();
   ckpt_target tg = {.dir = dir, .phase = "retrain", .arch_text = text};
   schedule_opts so = {.epochs = cfg->retrain.epochs,

@@ -12,7 +12,7 @@ For each variant this builds the same path with tests/ref/spos.py in float64, lo
 runs forward (train-mode BN), label-smoothed cross-entropy, backward and one torch.optim.SGD step (weight
 decay on conv/linear weights only), and writes to OUT.h5: /V/logits, /V/loss, /V/grad/<name>,
 /V/after/<name> (updated parameters) and /V/state_after/<name> (running statistics), all in C shapes of
-the path's slices.
+the path's slices, and /V/logits_eval (inference-mode BN on the updated network).
 """
 import os
 import sys
@@ -59,6 +59,9 @@ def run_variant(f, out, group, space, arch, affine, cfg):
         key = "after" if t.requires_grad else "state_after"
         out.create_dataset("%s/%s/%s" % (group, key, name),
                            data=t.detach().numpy().reshape(spos.c_shape(name, t)))
+    net.eval()  # inference on the updated weights and running statistics
+    with torch.no_grad():
+        out.create_dataset(group + "/logits_eval", data=net(x).numpy())
     out.create_dataset(group + "/logits", data=logits.detach().numpy())
     out.create_dataset(group + "/loss", data=np.array([loss.item()]))
 

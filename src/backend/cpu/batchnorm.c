@@ -226,3 +226,15 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
                   (float)(-k * mean_g[ci]), dx);
   }
 }
+
+/* gamma, beta, running_mean, running_var [c] (gamma, beta may be NULL); scale, shift [c] written. */
+void hsc_cpu_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
+                     const float *running_mean, const float *running_var, float *scale, float *shift) {
+  (void)ctx;
+  for (int ci = 0; ci < d->c; ci++) {
+    const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
+    const double a = gamma ? gamma[ci] * invstd : invstd;
+    scale[ci] = (float)a;
+    shift[ci] = (float)((beta ? beta[ci] : 0.0) - running_mean[ci] * a);
+  }
+}

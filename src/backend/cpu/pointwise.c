@@ -80,10 +80,28 @@ static void scatter(const float *src, int nimg, int rows, int hw, int add, float
     }
 }
 
+/* The forward epilogue on rows [r0, r1) x columns [q0, q1) of one image's output c [rows x hw]. */
+static void epilogue(const hsc_pointwise_desc *e, float *c, int hw, int r0, int r1, int q0, int q1) {
+  for (int r = r0; r < r1; r++) {
+    const float a = e->scale[r], b = e->shift[r];
+    float *row = c + (size_t)r * hw;
+    if (e->relu) {
+#pragma omp simd
+      for (int q = q0; q < q1; q++) {
+        const float v = a * row[q] + b;
+        row[q] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (int q = q0; q < q1; q++) row[q] = a * row[q] + b;
+    }
+  }
+}
+
 /* Per image: C_n [rows x hw] = op(A) [rows x k] * B_n [k x hw] (+ C_n when `add`), with A a slice of W
  * shared by all images (transposed when ta), B_n = b + n * k * hw and C_n = c + n * rows * hw. */
 static void per_image_gemm(hsc_cpu_ctx *cx, int nimg, int rows, int hw, int k, int ta, const float *a,
-                           int lda, const float *b, int add, float *c) {
+                           int lda, const float *b, int add, float *c, const hsc_pointwise_desc *epi) {
   const int threads = cx->threads;
   const size_t b_img = (size_t)k * hw, c_img = (size_t)rows * hw;
   const int panels = gather_panels(nimg, hw, rows, k, threads);
@@ -102,6 +120,8 @@ static void per_image_gemm(hsc_cpu_ctx *cx, int nimg, int rows, int hw, int k, i
         gather(b + i0 * b_img, b_img, ni, k, hw, bp);
         hsc_cpu_sgemm(ta, 0, rows, cols, k, 1.0f, a, lda, bp, cols, 0.0f, cp, cols);
         scatter(cp, ni, rows, hw, add, c + i0 * c_img, c_img);
+        if (epi)
+          for (int i = i0; i < i1; i++) epilogue(epi, c + i * c_img, hw, 0, rows, 0, hw);
       }
     }
     return;
@@ -123,9 +143,11 @@ static void per_image_gemm(hsc_cpu_ctx *cx, int nimg, int rows, int hw, int k, i
       hsc_cpu_block_range(rows, blocks, blk, &lo, &hi);
       const float *at = ta ? a + lo : a + (size_t)lo * lda;
       hsc_cpu_sgemm(ta, 0, hi - lo, hw, k, 1.0f, at, lda, bn, hw, beta, cn + (size_t)lo * hw, hw);
+      if (epi) epilogue(epi, cn, hw, lo, hi, 0, hw);
     } else {
       hsc_cpu_block_range(hw, blocks, blk, &lo, &hi);
       hsc_cpu_sgemm(ta, 0, rows, hi - lo, k, 1.0f, a, lda, bn + lo, hw, beta, cn + lo, hw);
+      if (epi) epilogue(epi, cn, hw, 0, rows, lo, hi);
     }
   }
 }
@@ -136,10 +158,18 @@ void hsc_cpu_pointwise_forward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d
   assert(d->n >= 0 && d->cin > 0 && d->cout > 0 && d->hw > 0 && d->ldw >= d->cin);
   hsc_cpu_ctx *c = hsc_cpu(ctx);
   if (d->n == 0) return;
-  if (d->hw == 1) /* y [n x cout] = x [n x cin] W^T */
+  const hsc_pointwise_desc *epi = d->scale ? d : NULL;
+  if (d->hw == 1) { /* y [n x cout] = x [n x cin] W^T */
     hsc_cpu_gemm_par(c->threads, 0, 1, d->n, d->cout, d->cin, x, d->cin, w, d->ldw, 0.0f, NULL, y, d->cout);
-  else
-    per_image_gemm(c, d->n, d->cout, d->hw, d->cin, 0, w, d->ldw, x, 0, y);
+    if (epi) /* y is [n x cout] here: the channel is the column */
+      for (int i = 0; i < d->n; i++)
+        for (int o = 0; o < d->cout; o++) {
+          const float v = d->scale[o] * y[(size_t)i * d->cout + o] + d->shift[o];
+          y[(size_t)i * d->cout + o] = d->relu && v < 0.0f ? 0.0f : v;
+        }
+  } else {
+    per_image_gemm(c, d->n, d->cout, d->hw, d->cin, 0, w, d->ldw, x, 0, y, epi);
+  }
 }
 
 /* dw [cout x cin slice, ld ldw] += sum_n dy_n x_n^T with rows of dw cut among threads. */
@@ -228,7 +258,7 @@ void hsc_cpu_pointwise_backward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *
       hsc_cpu_gemm_par(c->threads, 0, 0, d->n, d->cin, d->cout, dy, d->cout, w, d->ldw, 1.0f, NULL, dx,
                        d->cin);
     else
-      per_image_gemm(c, d->n, d->cin, d->hw, d->cout, 1, w, d->ldw, dy, 1, dx);
+      per_image_gemm(c, d->n, d->cin, d->hw, d->cout, 1, w, d->ldw, dy, 1, dx, NULL);
   }
   if (dw) {
     if (d->hw == 1) /* dw [cout x cin] += dy^T [cout x n] x [n x cin] */

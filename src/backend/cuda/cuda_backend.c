@@ -359,6 +359,10 @@ static void cuda_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const floa
                           float *var) {
   pending("bn_stats");
 }
+static void cuda_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
+                         const float *running_mean, const float *running_var, float *scale, float *shift) {
+  pending("bn_fold");
+}
 static void cuda_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
                                     const float *y, const float *mean, const float *invstd, const float *dy,
                                     float *sum_g, float *sum_gxhat, float *dgamma, float *dbeta) {
@@ -401,6 +405,7 @@ const hsc_backend hsc_backend_cuda = {
     .bn_forward_infer = cuda_bn_forward_infer,
     .bn_backward = cuda_bn_backward,
     .bn_stats = cuda_bn_stats,
+    .bn_fold = cuda_bn_fold,
     .bn_backward_reduce = cuda_bn_backward_reduce,
     .bn_backward_elemt = cuda_bn_backward_elemt,
     .relu_forward = cuda_relu_forward,
