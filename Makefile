@@ -162,6 +162,7 @@ asan-test: deps
 bench: deps
 	$(MAKE) -j$(NPROC) $(BENCHES)
 	bench/run.sh $(BUILD)
+	bench/train.sh $(BUILD)
 
 run: deps all
 	@scripts/run.sh $(BUILD)
