@@ -4,7 +4,8 @@
  * A training step t: every rank draws the same path from (run.seed, HSC_RNG_PATH, t) with no
  * communication, runs forward and backward on its shard of the global batch, the gradients of the touched
  * parameters are summed over the ranks (MPI_Allreduce) and divided by the rank count, and SGD updates the
- * touched parameters only. Checkpoints go to RUN_DIR/checkpoints/<phase>-<step>.h5 (checkpoint.h), written
+ * touched parameters only. Checkpoints go to RUN_DIR/checkpoints/supernet-<step>.h5 (retraining:
+ * RUN_DIR/retrain-<arch hash>/retrain-<step>.h5; checkpoint.h), written
  * by rank 0 after the ranks agreed to write; a signal (signals.h) ends the loop at the next step boundary
  * with a checkpoint and HSC_ERR_STOPPED. Resuming continues bit for bit (same rank count, CPU backend). */
 #ifndef HSCONAS_TRAIN_H

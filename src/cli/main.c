@@ -142,6 +142,8 @@ static int cmd_config(const cli_args *a) {
   hsc_error err = {0};
   int rc = load_config(a, &cfg, &err);
   if (rc) return rc;
+  hsc_space space; /* the space's own checks (widths, strides, operators) too */
+  if (hsc_space_init(&space, &cfg, &err) != HSC_OK) return report(&err);
   if (hsc_proc()->rank == 0) {
     if (a->dump) {
       char *text = hsc_config_dump(&cfg, 1);

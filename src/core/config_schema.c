@@ -55,7 +55,8 @@ static const char *const schedules[] = {"linear", "cosine", NULL};
 static const char *const backends[] = {"cpu", "cuda", NULL};
 
 static const hsc_cfg_key schema[] = {
-    KEY_STRING("run.dir", run.dir, "runs/fmnist", "run directory: checkpoints, logs and results go here"),
+    KEY_STRING("run.dir", run.dir, "runs/fmnist",
+               "run directory: effective config, checkpoints and progress tables go here"),
     KEY_INT64("run.seed", run.seed, "1", 0, NO_LIMIT64, "seed of every random stream of the run"),
 
     KEY_ENUM("data.dataset", data.dataset, "fmnist", datasets, "dataset to train and search on"),

@@ -174,8 +174,8 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     hsc_subset_all(d->n, &s->fit);
   else
     hsc_subset_split(d->n, cfg->data.val_size, (uint64_t)cfg->data.split_seed, &s->fit, &s->val);
-  recal_subset(&s->fit, cfg->eval.recal_batches * cfg->data.eval_batch_size, (uint64_t)cfg->data.split_seed,
-               &s->recal);
+  const int64_t recal = (int64_t)cfg->eval.recal_batches * cfg->data.eval_batch_size;
+  recal_subset(&s->fit, recal < s->fit.n ? (int)recal : s->fit.n, (uint64_t)cfg->data.split_seed, &s->recal);
   hsc_transform_from_config(cfg, &s->tr);
 
   s->be = hsc_backend_find(cfg->dist.backend, err);
@@ -439,7 +439,12 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   /* HSC_STOP_AT_STEP=N behaves as if a signal arrived before step N: a deterministic stop for the resume
    * tests and for debugging. */
   const char *stop_env = getenv("HSC_STOP_AT_STEP");
-  const int64_t stop_at = stop_env ? strtoll(stop_env, NULL, 10) : -1;
+  char *stop_end = NULL;
+  int64_t stop_at = stop_env ? strtoll(stop_env, &stop_end, 10) : -1;
+  if (stop_env && (stop_end == stop_env || *stop_end || stop_at < 0)) {
+    hsc_log(HSC_LOG_WARN, "ignoring HSC_STOP_AT_STEP='%s': not a step number", stop_env);
+    stop_at = -1;
+  }
   double win_loss = 0.0, win_hits = 0.0, win_images = 0.0;
   double t0 = hsc_now(), tw = t0;
   const int64_t t_start = t;
@@ -558,7 +563,9 @@ static void evaluate(session *s, const hsc_arch *a, const hsc_dataset *ds, const
   free(x), free(y);
 }
 
-static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const char *dir, hsc_error *err) {
+/* Creates dir (and its parents) and writes the effective configuration to config_dir/config.yaml. */
+static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const char *dir,
+                                  const char *config_dir, hsc_error *err) {
   int rank;
   HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   hsc_status st = HSC_OK;
@@ -566,7 +573,7 @@ static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const ch
     st = make_dirs(dir, err);
     if (st == HSC_OK) {
       char path[HSC_CFG_PATH + 64];
-      snprintf(path, sizeof path, "%s/config.yaml", cfg->run.dir);
+      snprintf(path, sizeof path, "%s/config.yaml", config_dir);
       char *text = hsc_config_dump(cfg, 1);
       FILE *f = fopen(path, "w");
       if (!f || fputs(text, f) < 0 || fclose(f) != 0)
@@ -581,7 +588,7 @@ hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, 
                               hsc_error *err) {
   char dir[HSC_CFG_PATH + 32];
   snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
-  hsc_status st = run_dir_prepare(cfg, comm, dir, err);
+  hsc_status st = run_dir_prepare(cfg, comm, dir, cfg->run.dir, err);
   if (st != HSC_OK) return st;
   session s;
   if ((st = session_open(&s, cfg, comm, NULL, 0, 0, 0, err)) != HSC_OK) return st;
@@ -611,6 +618,11 @@ hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arc
   ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
   resume_point rp;
   int found = 0;
+  if (s.val.n == 0) {
+    session_close(&s);
+    return hsc_error_set(err, HSC_ERR_INPUT,
+                         "data.val_size is 0: there is no validation split to evaluate on");
+  }
   if ((st = load_checkpoint(&s, &tg, &rp, &found, err)) == HSC_OK && !found)
     st = hsc_error_set(err, HSC_ERR_INPUT, "%s holds no supernet checkpoint: run 'hsconas train' first", dir);
   if (st == HSC_OK) {
@@ -642,7 +654,7 @@ hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arc
   char dir[HSC_CFG_PATH + 64];
   snprintf(dir, sizeof dir, "%s/retrain-%016llx", cfg->run.dir,
            (unsigned long long)hsc_arch_hash(&space, arch));
-  if ((st = run_dir_prepare(cfg, comm, dir, err)) != HSC_OK) return st;
+  if ((st = run_dir_prepare(cfg, comm, dir, dir, err)) != HSC_OK) return st;
   session s;
   if ((st = session_open(&s, cfg, comm, arch, 1, 1, 0, err)) != HSC_OK) return st;
   hsc_signals_install();
