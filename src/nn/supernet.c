@@ -496,6 +496,24 @@ static void bn_backward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit
 
 /* ---- units and branches ---- */
 
+/* Operator descriptors of a unit at the widths of the path. */
+static hsc_pointwise_desc pw_desc(const hsc_supernet *net, const unit *u, int n, int cin, int cout, int hw) {
+  return (hsc_pointwise_desc){
+      .n = n, .cin = cin, .cout = cout, .hw = hw, .ldw = (int)net->params.v[u->w].dims[1]};
+}
+static hsc_conv2d_desc stem_desc(const unit *u, int n, int cin, int cout, int h, int w) {
+  return (hsc_conv2d_desc){.n = n,
+                           .cin = cin,
+                           .h = h,
+                           .w = w,
+                           .cout = cout,
+                           .kh = 3,
+                           .kw = 3,
+                           .stride = u->stride,
+                           .pad = 1,
+                           .groups = 1};
+}
+
 /* Forward of unit u: x [n, cin, h, w] -> sl->a (conv) -> sl->b (BN). Returns the output size in *ho, *wo. */
 static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc_bn_mode mode, int n, int h,
                          int w, const float *x, slot *sl, int *ho, int *wo) {
@@ -506,8 +524,7 @@ static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc
   *wo = unit_out(u, w);
   switch (u->kind) {
     case UNIT_PW: {
-      hsc_pointwise_desc d = {
-          .n = n, .cin = cin, .cout = cout, .hw = h * w, .ldw = (int)net->params.v[u->w].dims[1]};
+      hsc_pointwise_desc d = pw_desc(net, u, n, cin, cout, h * w);
       if (mode == HSC_BN_EVAL) {
         /* Inference BN folded into the GEMM's epilogue: one pass over the output instead of three. */
         hsc_bn_desc bd = {.n = n, .c = cout, .hw = h * w, .eps = net->bn_eps};
@@ -523,21 +540,12 @@ static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc
       break;
     }
     case UNIT_DW: {
-      hsc_depthwise_desc d = {.n = n, .c = cin, .h = h, .w = w, .k = u->k, .stride = u->stride};
+      const hsc_depthwise_desc d = {.n = n, .c = cin, .h = h, .w = w, .k = u->k, .stride = u->stride};
       be->depthwise_forward(net->ctx, &d, x, wt, sl->a);
       break;
     }
     case UNIT_CONV: {
-      hsc_conv2d_desc d = {.n = n,
-                           .cin = cin,
-                           .h = h,
-                           .w = w,
-                           .cout = cout,
-                           .kh = 3,
-                           .kw = 3,
-                           .stride = u->stride,
-                           .pad = 1,
-                           .groups = 1};
+      const hsc_conv2d_desc d = stem_desc(u, n, cin, cout, h, w);
       *ho = hsc_conv2d_out_h(&d);
       *wo = hsc_conv2d_out_w(&d);
       be->conv2d_forward(net->ctx, &d, x, wt, NULL, sl->a);
@@ -569,27 +577,17 @@ static void unit_backward(hsc_supernet *net, const unit *u, const widths *wd, in
   float *dw = pg_(net, u->w);
   switch (u->kind) {
     case UNIT_PW: {
-      hsc_pointwise_desc d = {
-          .n = n, .cin = cin, .cout = cout, .hw = h * w, .ldw = (int)net->params.v[u->w].dims[1]};
+      hsc_pointwise_desc d = pw_desc(net, u, n, cin, cout, h * w);
       be->pointwise_backward(net->ctx, &d, x, wt, da, dx, dw);
       break;
     }
     case UNIT_DW: {
-      hsc_depthwise_desc d = {.n = n, .c = cin, .h = h, .w = w, .k = u->k, .stride = u->stride};
+      const hsc_depthwise_desc d = {.n = n, .c = cin, .h = h, .w = w, .k = u->k, .stride = u->stride};
       be->depthwise_backward(net->ctx, &d, x, wt, da, dx, dw);
       break;
     }
     case UNIT_CONV: {
-      hsc_conv2d_desc d = {.n = n,
-                           .cin = cin,
-                           .h = h,
-                           .w = w,
-                           .cout = cout,
-                           .kh = 3,
-                           .kw = 3,
-                           .stride = u->stride,
-                           .pad = 1,
-                           .groups = 1};
+      const hsc_conv2d_desc d = stem_desc(u, n, cin, cout, h, w);
       be->conv2d_backward(net->ctx, &d, x, wt, da, dx, dw, NULL);
       break;
     }

@@ -77,39 +77,33 @@ static void cpu_release(hsc_backend_ctx *ctx, void *p) {
  * operator's barrier (about a tenth of a training step went to zeroing gradient buffers). */
 enum { CPU_MEM_PARALLEL_MIN = 1 << 18 };
 
-static void cpu_memcpy(hsc_backend_ctx *ctx, void *dst, const void *src, size_t bytes) {
+/* dst = src (src NULL: zeros) over `bytes`, cut into one 64-byte aligned span per thread when large. */
+static void cpu_fill(hsc_backend_ctx *ctx, void *dst, const void *src, size_t bytes) {
   const int threads = hsc_cpu(ctx)->threads;
   const char *d = dst, *s = src;
-  const int overlap = d + bytes > s && s + bytes > d;
+  const int overlap = s && d + bytes > s && s + bytes > d;
   if (bytes < CPU_MEM_PARALLEL_MIN || threads < 2 || overlap) {
-    if (bytes) memmove(dst, src, bytes);
+    if (bytes && s) memmove(dst, src, bytes);
+    if (bytes && !s) memset(dst, 0, bytes);
     return;
   }
+  const size_t lines = bytes / 64;
 #pragma omp parallel num_threads(threads)
   {
-    int lo, hi;
-    hsc_cpu_block_range((int)(bytes / 64), omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
-    const size_t a = (size_t)lo * 64,
-                 b = omp_get_thread_num() == omp_get_num_threads() - 1 ? bytes : (size_t)hi * 64;
-    memcpy((char *)dst + a, (const char *)src + a, b - a);
+    const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+    const size_t a = lines * t / nt * 64, b = t + 1 == nt ? bytes : lines * (t + 1) / nt * 64;
+    if (s)
+      memcpy((char *)dst + a, s + a, b - a);
+    else
+      memset((char *)dst + a, 0, b - a);
   }
 }
 
-static void cpu_zero(hsc_backend_ctx *ctx, void *p, size_t bytes) {
-  const int threads = hsc_cpu(ctx)->threads;
-  if (bytes < CPU_MEM_PARALLEL_MIN || threads < 2) {
-    if (bytes) memset(p, 0, bytes);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    int lo, hi;
-    hsc_cpu_block_range((int)(bytes / 64), omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
-    const size_t a = (size_t)lo * 64,
-                 b = omp_get_thread_num() == omp_get_num_threads() - 1 ? bytes : (size_t)hi * 64;
-    memset((char *)p + a, 0, b - a);
-  }
+static void cpu_memcpy(hsc_backend_ctx *ctx, void *dst, const void *src, size_t bytes) {
+  cpu_fill(ctx, dst, src, bytes);
 }
+
+static void cpu_zero(hsc_backend_ctx *ctx, void *p, size_t bytes) { cpu_fill(ctx, p, NULL, bytes); }
 
 static void cpu_sync(hsc_backend_ctx *ctx) { (void)ctx; }
 
