@@ -194,7 +194,7 @@ static void t_defaults(hsc_test *t) {
   T_CHECK(t, !strcmp(c.space.ops[0], "shuffle3") && !strcmp(c.space.ops[3], "xception"));
   T_EQ_INT(t, c.space.n_scales, 10);
   T_CHECK(t, c.space.scales[0] == 0.2 && c.space.scales[9] == 2.0);
-  T_EQ_INT(t, c.supernet.epochs, 10);
+  T_EQ_INT(t, c.supernet.epochs, 30);
   T_EQ_INT(t, c.supernet.max_steps, 0);
   T_CHECK(t, c.supernet.lr == 0.1);
   T_CHECK(t, !strcmp(c.supernet.lr_schedule, "linear"));
@@ -208,7 +208,7 @@ static void t_defaults(hsc_test *t) {
   T_EQ_INT(t, c.supernet.sync_bn, 0);
   T_EQ_INT(t, c.eval.recal_batches, 20);
   T_EQ_INT(t, c.eval.val_images, 0);
-  T_EQ_INT(t, c.retrain.epochs, 30);
+  T_EQ_INT(t, c.retrain.epochs, 20);
   T_EQ_INT(t, c.retrain.max_steps, 0);
   T_CHECK(t, c.retrain.lr == 0.1);
   T_CHECK(t, !strcmp(c.retrain.lr_schedule, "cosine"));
@@ -272,7 +272,7 @@ static void t_imagenet_yaml(hsc_test *t) {
   T_EQ_INT(t, c.supernet.epochs, 120);
   T_CHECK(t, c.supernet.lr == 0.5);
   T_EQ_INT(t, c.supernet.warmup_steps, 0);
-  T_EQ_INT(t, c.retrain.epochs, 30); /* not in the file: the default */
+  T_EQ_INT(t, c.retrain.epochs, 20); /* not in the file: the default */
 }
 
 /* Nested maps, dotted keys at any level, flow and block forms all give the same struct. */

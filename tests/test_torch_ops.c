@@ -326,7 +326,7 @@ static void run_conv2d(refcase *c) {
 
 static void run_pointwise(refcase *c) {
   const hsc_backend *be = c->t->be;
-  hsc_pointwise_desc d;
+  hsc_pointwise_desc d = {0};
   int cout_max;
   if (!READ_INTS(c, {"n", &d.n}, {"cin", &d.cin}, {"cout", &d.cout}, {"hw", &d.hw}, {"ldw", &d.ldw},
                  {"cout_max", &cout_max}) ||

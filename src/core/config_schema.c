@@ -99,7 +99,7 @@ static const hsc_cfg_key schema[] = {
                    "[0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]", 0.0, 4.0, LO_OPEN,
                    "channel scales of a block's mid width, strictly increasing"),
 
-    KEY_INT("supernet.epochs", supernet.epochs, "10", 0, 100000, "supernet training epochs"),
+    KEY_INT("supernet.epochs", supernet.epochs, "30", 0, 100000, "supernet training epochs"),
     KEY_INT64("supernet.max_steps", supernet.max_steps, "0", 0, NO_LIMIT64,
               "cap on supernet training steps (0: the epochs decide)"),
     KEY_FLOAT("supernet.lr", supernet.lr, "0.1", 0.0, 100.0, CLOSED, "peak learning rate of the supernet"),
@@ -124,7 +124,7 @@ static const hsc_cfg_key schema[] = {
     KEY_INT("eval.val_images", eval.val_images, "0", 0, INT_MAX,
             "validation images evaluated per path (0: the whole held-out split)"),
 
-    KEY_INT("retrain.epochs", retrain.epochs, "30", 0, 100000,
+    KEY_INT("retrain.epochs", retrain.epochs, "20", 0, 100000,
             "retraining epochs of the chosen architecture"),
     KEY_INT64("retrain.max_steps", retrain.max_steps, "0", 0, NO_LIMIT64,
               "cap on retraining steps (0: the epochs decide)"),

@@ -11,8 +11,8 @@
  * The per-channel sums are accumulated in double: a channel holds 128 * 784 values in the supernet, where
  * float sums lose about log2(m) bits. The statistics take one pass (sums of x - x0 and its square, x0 a
  * sample of the channel, so the subtraction does not cancel); normalising and the backward's dx take a
- * second. Channels are split over OpenMP threads, each channel is computed by one thread in a fixed order,
- * so results do not depend on the thread count.
+ * second. Groups of channels are split over OpenMP threads, each channel is computed by one thread in a
+ * fixed order, so results do not depend on the thread count.
  * Cost: forward 2 reads of x and 1 write of y; backward 3 reads (x, y for the mask, dy) twice, and a
  * read-modify-write of dx. */
 #include <assert.h>
@@ -20,47 +20,76 @@
 
 #include "cpu.h"
 
-/* Mean and biased variance of channel ci of x [n, c, hw]. Each row of hw values is summed in float (16
- * lanes wide; a row is at most a few thousand terms, shifted by x0 so that the square does not cancel) and
- * the rows are added in double: summing every term in double ran at half the vector width and made BN the
- * largest cost of a training step. */
-static void bn_channel_stats(const hsc_bn_desc *d, const float *x, int ci, double *mean, double *var) {
-  const size_t hw = (size_t)d->hw;
-  const float x0 = x[(size_t)ci * hw];
-  double s = 0.0, s2 = 0.0;
-  for (int n = 0; n < d->n; n++) {
-    const float *xp = x + ((size_t)n * d->c + ci) * hw;
-    float rs = 0.0f, rs2 = 0.0f;
-#pragma omp simd reduction(+ : rs, rs2)
-    for (size_t i = 0; i < hw; i++) {
-      const float v = xp[i] - x0;
-      rs += v;
-      rs2 += v * v;
-    }
-    s += rs;
-    s2 += rs2;
-  }
-  const double m = (double)d->n * d->hw, ms = s / m;
-  *mean = x0 + ms;
-  *var = fmax(s2 / m - ms * ms, 0.0);
+/* Channels are processed in groups of G consecutive ones, image by image: for image n the group's rows
+ * are one contiguous run of G * hw floats. Walking one channel at a time instead reads rows of hw floats
+ * strided c * hw apart, and at 7x7 (hw = 49: 196 bytes) most of the time went to starting rows. G keeps a
+ * group's data near 2^16 floats per tensor so that the second pass (normalise, dx) finds it in L2.
+ * Within a channel the order of every sum is the same as one channel at a time (rows in image order), so
+ * results do not depend on G or on the thread count. */
+enum { BN_GROUP_FLOATS = 1 << 16, BN_GROUP_MAX = 64 };
+
+static int bn_group(const hsc_bn_desc *d) {
+  const long per = (long)d->n * d->hw;
+  const long g = per >= BN_GROUP_FLOATS ? 1 : BN_GROUP_FLOATS / per;
+  return g > BN_GROUP_MAX ? BN_GROUP_MAX : (int)g;
 }
 
-/* y = relu?((x - mean) * scale + beta) over channel ci; y may alias x. */
-static void bn_channel_apply(const hsc_bn_desc *d, const float *x, int ci, float mean, float scale,
-                             float beta, float *y) {
-  const size_t hw = (size_t)d->hw;
-  for (int n = 0; n < d->n; n++) {
-    const size_t off = ((size_t)n * d->c + ci) * hw;
-    const float *xp = x + off;
-    float *yp = y + off;
-    if (d->relu)
-      for (size_t i = 0; i < hw; i++) {
-        const float v = (xp[i] - mean) * scale + beta;
-        yp[i] = v > 0.0f ? v : 0.0f;
-      }
-    else
-      for (size_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean) * scale + beta;
+/* Row sums of xp[0..hw) - x0 and of its square, in float (16 lanes; a row is at most a few thousand terms,
+ * shifted by a sample x0 of its channel so that the square does not cancel); the caller adds rows in
+ * double. Summing every term in double ran at half the vector width and made BN the largest cost of a
+ * training step. */
+static void row_stats(const float *xp, size_t hw, float x0, double *s, double *s2) {
+  float rs = 0.0f, rs2 = 0.0f;
+#pragma omp simd reduction(+ : rs, rs2)
+  for (size_t i = 0; i < hw; i++) {
+    const float v = xp[i] - x0;
+    rs += v;
+    rs2 += v * v;
   }
+  *s += rs;
+  *s2 += rs2;
+}
+
+/* Mean and biased variance of channels [c0, c1) of x [n, c, hw] into mean, var [c1 - c0]. */
+static void group_stats(const hsc_bn_desc *d, const float *x, int c0, int c1, double *mean, double *var) {
+  const size_t hw = (size_t)d->hw;
+  const int g = c1 - c0;
+  float x0[BN_GROUP_MAX];
+  double s[BN_GROUP_MAX] = {0}, s2[BN_GROUP_MAX] = {0};
+  for (int j = 0; j < g; j++) x0[j] = x[(size_t)(c0 + j) * hw];
+  for (int n = 0; n < d->n; n++) {
+    const float *xp = x + ((size_t)n * d->c + c0) * hw;
+    for (int j = 0; j < g; j++) row_stats(xp + (size_t)j * hw, hw, x0[j], &s[j], &s2[j]);
+  }
+  const double m = (double)d->n * d->hw;
+  for (int j = 0; j < g; j++) {
+    const double ms = s[j] / m;
+    mean[j] = x0[j] + ms;
+    var[j] = fmax(s2[j] / m - ms * ms, 0.0);
+  }
+}
+
+/* y = relu?((x - mean) * scale + beta) over channels [c0, c1) (per-channel values indexed from c0); y may
+ * alias x. */
+static void group_apply(const hsc_bn_desc *d, const float *x, int c0, int c1, const float *mean,
+                        const float *scale, const float *beta, float *y) {
+  const size_t hw = (size_t)d->hw;
+  for (int n = 0; n < d->n; n++)
+    for (int j = 0; j < c1 - c0; j++) {
+      const size_t off = ((size_t)n * d->c + c0 + j) * hw;
+      const float *xp = x + off, mu = mean[j], sc = scale[j], be = beta[j];
+      float *yp = y + off;
+      if (d->relu) {
+#pragma omp simd
+        for (size_t i = 0; i < hw; i++) {
+          const float v = (xp[i] - mu) * sc + be;
+          yp[i] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+#pragma omp simd
+        for (size_t i = 0; i < hw; i++) yp[i] = (xp[i] - mu) * sc + be;
+      }
+    }
 }
 
 /* x, y [n, c, hw]; gamma, beta, running_mean, running_var [c] or NULL; save_mean, save_invstd [c]. */
@@ -71,18 +100,27 @@ void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   const double m = (double)d->n * d->hw;
   /* The unbiased variance needs two values per channel (PyTorch refuses to train on fewer). */
   assert(m > 1.0 || !running_var);
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    double mean, var;
-    bn_channel_stats(d, x, ci, &mean, &var);
-    const double invstd = 1.0 / sqrt(var + (double)d->eps);
-    save_mean[ci] = (float)mean;
-    save_invstd[ci] = (float)invstd;
-    const double mom = d->momentum;
-    if (running_mean) running_mean[ci] = (float)((1.0 - mom) * running_mean[ci] + mom * mean);
-    if (running_var) running_var[ci] = (float)((1.0 - mom) * running_var[ci] + mom * var * m / (m - 1.0));
-    const double scale = gamma ? gamma[ci] * invstd : invstd;
-    bn_channel_apply(d, x, ci, (float)mean, (float)scale, beta ? beta[ci] : 0.0f, y);
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    double mean[BN_GROUP_MAX], var[BN_GROUP_MAX];
+    float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
+    group_stats(d, x, c0, c1, mean, var);
+    for (int j = 0; j < c1 - c0; j++) {
+      const int ci = c0 + j;
+      const double invstd = 1.0 / sqrt(var[j] + (double)d->eps);
+      save_mean[ci] = (float)mean[j];
+      save_invstd[ci] = (float)invstd;
+      const double mom = d->momentum;
+      if (running_mean) running_mean[ci] = (float)((1.0 - mom) * running_mean[ci] + mom * mean[j]);
+      if (running_var)
+        running_var[ci] = (float)((1.0 - mom) * running_var[ci] + mom * var[j] * m / (m - 1.0));
+      fm[j] = (float)mean[j];
+      fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
+      fb[j] = beta ? beta[ci] : 0.0f;
+    }
+    group_apply(d, x, c0, c1, fm, fs, fb, y);
   }
 }
 
@@ -91,70 +129,81 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
                               const float *beta, const float *running_mean, const float *running_var,
                               float *y) {
   const int threads = hsc_cpu(ctx)->threads;
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
-    const double scale = gamma ? gamma[ci] * invstd : invstd;
-    bn_channel_apply(d, x, ci, running_mean[ci], (float)scale, beta ? beta[ci] : 0.0f, y);
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
+    for (int j = 0; j < c1 - c0; j++) {
+      const int ci = c0 + j;
+      const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
+      fm[j] = running_mean[ci];
+      fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
+      fb[j] = beta ? beta[ci] : 0.0f;
+    }
+    group_apply(d, x, c0, c1, fm, fs, fb, y);
   }
 }
 
-/* Sums over channel ci: *sg = sum g, *sgx = sum g (x - mean), g = dy zeroed where the fused ReLU cut. */
-static void bn_channel_reduce(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int ci,
-                              float mean, double *sg_out, double *sgx_out) {
-  const size_t hw = (size_t)d->hw;
-  double sg = 0.0, sgx = 0.0;
-  for (int n = 0; n < d->n; n++) {
-    const size_t off = ((size_t)n * d->c + ci) * hw;
-    const float *xp = x + off, *dyp = dy + off;
-    if (d->relu) {
-      const float *yp = y + off;
-      /* dy is loaded before the select, unconditionally (`y > 0 ? dy[i] : 0` is a conditional load
-       * the compiler may not speculate), and summed in float per row, added to the double totals
-       * once per row: with a double accumulator behind the select gcc's vector loop ran at scalar
-       * speed, 7x slower than without ReLU. A row is at most a few thousand terms over the lanes. */
-      float rs = 0.0f, rsx = 0.0f;
+/* Row sums of g and g (x - mean), g = dy zeroed where the fused ReLU cut (y <= 0); added to *sg, *sgx. */
+static void row_reduce(const float *xp, const float *yp, const float *dyp, size_t hw, int relu, float mean,
+                       double *sg, double *sgx) {
+  float rs = 0.0f, rsx = 0.0f; /* float per row, double across rows: see row_stats */
+  if (relu) {
+    /* dy is loaded before the select, unconditionally (`y > 0 ? dy[i] : 0` is a conditional load the
+     * compiler may not speculate): with it gcc's vector loop ran at scalar speed. */
 #pragma omp simd reduction(+ : rs, rsx)
-      for (size_t i = 0; i < hw; i++) {
-        const float dyv = dyp[i];
-        const float g = yp[i] > 0.0f ? dyv : 0.0f;
-        rs += g;
-        rsx += g * (xp[i] - mean);
-      }
-      sg += rs;
-      sgx += rsx;
-    } else {
-      float rs = 0.0f, rsx = 0.0f; /* float per row, double across rows: see bn_channel_stats */
+    for (size_t i = 0; i < hw; i++) {
+      const float dyv = dyp[i];
+      const float g = yp[i] > 0.0f ? dyv : 0.0f;
+      rs += g;
+      rsx += g * (xp[i] - mean);
+    }
+  } else {
 #pragma omp simd reduction(+ : rs, rsx)
-      for (size_t i = 0; i < hw; i++) {
-        rs += dyp[i];
-        rsx += dyp[i] * (xp[i] - mean);
-      }
-      sg += rs;
-      sgx += rsx;
+    for (size_t i = 0; i < hw; i++) {
+      rs += dyp[i];
+      rsx += dyp[i] * (xp[i] - mean);
     }
   }
-  *sg_out = sg;
-  *sgx_out = sgx;
+  *sg += rs;
+  *sgx += rsx;
 }
 
-/* dx += k g + a (x - mean) + b over channel ci. */
-static void bn_channel_dx(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int ci,
-                          float mean, float kf, float a, float b, float *dx) {
+/* Sums over channels [c0, c1): sg[j] = sum g, sgx[j] = sum g (x - mean). */
+static void group_reduce(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int c0,
+                         int c1, const float *mean, double *sg, double *sgx) {
   const size_t hw = (size_t)d->hw;
-  for (int n = 0; n < d->n; n++) {
-    const size_t off = ((size_t)n * d->c + ci) * hw;
-    const float *xp = x + off, *dyp = dy + off, *yp = d->relu ? y + off : NULL;
-    float *dxp = dx + off;
-    if (d->relu)
-      for (size_t i = 0; i < hw; i++) {
-        const float dyv = dyp[i]; /* unconditional load: see bn_channel_reduce */
-        const float g = yp[i] > 0.0f ? dyv : 0.0f;
-        dxp[i] += kf * g + a * (xp[i] - mean) + b;
+  for (int j = 0; j < c1 - c0; j++) sg[j] = sgx[j] = 0.0;
+  for (int n = 0; n < d->n; n++)
+    for (int j = 0; j < c1 - c0; j++) {
+      const size_t off = ((size_t)n * d->c + c0 + j) * hw;
+      row_reduce(x + off, d->relu ? y + off : NULL, dy + off, hw, d->relu, mean[c0 + j], &sg[j], &sgx[j]);
+    }
+}
+
+/* dx += k g + a (x - mean) + b over channels [c0, c1) (k, a, b indexed from c0). */
+static void group_dx(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int c0, int c1,
+                     const float *mean, const float *k, const float *a, const float *b, float *dx) {
+  const size_t hw = (size_t)d->hw;
+  for (int n = 0; n < d->n; n++)
+    for (int j = 0; j < c1 - c0; j++) {
+      const size_t off = ((size_t)n * d->c + c0 + j) * hw;
+      const float *xp = x + off, *dyp = dy + off, mu = mean[c0 + j], kf = k[j], af = a[j], bf = b[j];
+      float *dxp = dx + off;
+      if (d->relu) {
+        const float *yp = y + off;
+#pragma omp simd
+        for (size_t i = 0; i < hw; i++) {
+          const float dyv = dyp[i]; /* unconditional load: see row_reduce */
+          const float g = yp[i] > 0.0f ? dyv : 0.0f;
+          dxp[i] += kf * g + af * (xp[i] - mu) + bf;
+        }
+      } else {
+#pragma omp simd
+        for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + af * (xp[i] - mu) + bf;
       }
-    else
-      for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + a * (xp[i] - mean) + b;
-  }
+    }
 }
 
 /* x, dy, dx [n, c, hw]; y [n, c, hw] (read only with d->relu); gamma [c] or NULL; save_mean,
@@ -166,32 +215,41 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
   if (!dx && !dgamma && !dbeta) return;
   const int threads = hsc_cpu(ctx)->threads;
   const double m = (double)d->n * d->hw;
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    const float mean = save_mean[ci];
-    const double invstd = save_invstd[ci];
-    double sg, sgx;
-    bn_channel_reduce(d, x, y, dy, ci, mean, &sg, &sgx);
-    const double sgxhat = sgx * invstd; /* sum g xhat */
-    if (dbeta) dbeta[ci] += (float)sg;
-    if (dgamma) dgamma[ci] += (float)sgxhat;
-    if (!dx) continue;
-    /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
-    const double k = (gamma ? gamma[ci] : 1.0) * invstd;
-    bn_channel_dx(d, x, y, dy, ci, mean, (float)k, (float)(-k * invstd * sgxhat / m), (float)(-k * sg / m),
-                  dx);
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
+    float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
+    group_reduce(d, x, y, dy, c0, c1, save_mean, sg, sgx);
+    for (int j = 0; j < c1 - c0; j++) {
+      const int ci = c0 + j;
+      const double invstd = save_invstd[ci], sgxhat = sgx[j] * invstd; /* sum g xhat */
+      if (dbeta) dbeta[ci] += (float)sg[j];
+      if (dgamma) dgamma[ci] += (float)sgxhat;
+      /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
+      const double kk = (gamma ? gamma[ci] : 1.0) * invstd;
+      k[j] = (float)kk;
+      a[j] = (float)(-kk * invstd * sgxhat / m);
+      b[j] = (float)(-kk * sg[j] / m);
+    }
+    if (dx) group_dx(d, x, y, dy, c0, c1, save_mean, k, a, b, dx);
   }
 }
 
 /* Sync BN pieces (backend.h). x [n, c, hw]; mean, var [c] written. */
 void hsc_cpu_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean, float *var) {
   const int threads = hsc_cpu(ctx)->threads;
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    double mu, v;
-    bn_channel_stats(d, x, ci, &mu, &v);
-    mean[ci] = (float)mu;
-    var[ci] = (float)v;
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    double mu[BN_GROUP_MAX], v[BN_GROUP_MAX];
+    group_stats(d, x, c0, c1, mu, v);
+    for (int j = 0; j < c1 - c0; j++) {
+      mean[c0 + j] = (float)mu[j];
+      var[c0 + j] = (float)v[j];
+    }
   }
 }
 
@@ -201,15 +259,20 @@ void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, cons
                                 float *sum_gxhat, float *dgamma, float *dbeta) {
   assert(!d->relu || y);
   const int threads = hsc_cpu(ctx)->threads;
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    double sg, sgx;
-    bn_channel_reduce(d, x, y, dy, ci, mean[ci], &sg, &sgx);
-    const double sgxhat = sgx * (double)invstd[ci];
-    sum_g[ci] = (float)sg;
-    sum_gxhat[ci] = (float)sgxhat;
-    if (dbeta) dbeta[ci] += (float)sg;
-    if (dgamma) dgamma[ci] += (float)sgxhat;
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
+    group_reduce(d, x, y, dy, c0, c1, mean, sg, sgx);
+    for (int j = 0; j < c1 - c0; j++) {
+      const int ci = c0 + j;
+      const double sgxhat = sgx[j] * (double)invstd[ci];
+      sum_g[ci] = (float)sg[j];
+      sum_gxhat[ci] = (float)sgxhat;
+      if (dbeta) dbeta[ci] += (float)sg[j];
+      if (dgamma) dgamma[ci] += (float)sgxhat;
+    }
   }
 }
 
@@ -219,11 +282,19 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
                                const float *mean_g, const float *mean_gxhat, float *dx) {
   assert(!d->relu || y);
   const int threads = hsc_cpu(ctx)->threads;
+  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int ci = 0; ci < d->c; ci++) {
-    const double is = invstd[ci], k = (gamma ? gamma[ci] : 1.0) * is;
-    bn_channel_dx(d, x, y, dy, ci, mean[ci], (float)k, (float)(-k * is * mean_gxhat[ci]),
-                  (float)(-k * mean_g[ci]), dx);
+  for (int gi = 0; gi < ng; gi++) {
+    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+    float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
+    for (int j = 0; j < c1 - c0; j++) {
+      const int ci = c0 + j;
+      const double is = invstd[ci], kk = (gamma ? gamma[ci] : 1.0) * is;
+      k[j] = (float)kk;
+      a[j] = (float)(-kk * is * mean_gxhat[ci]);
+      b[j] = (float)(-kk * mean_g[ci]);
+    }
+    group_dx(d, x, y, dy, c0, c1, mean, k, a, b, dx);
   }
 }
 
