@@ -299,7 +299,7 @@ static void expect(refcase *c, const char *ds, const float *dev, size_t count, r
 
 static void run_conv2d(refcase *c) {
   const hsc_backend *be = c->t->be;
-  hsc_conv2d_desc d;
+  hsc_conv2d_desc d = {0};
   int bias, need_dx;
   if (!READ_INTS(c, {"n", &d.n}, {"cin", &d.cin}, {"h", &d.h}, {"w", &d.w}, {"cout", &d.cout}, {"kh", &d.kh},
                  {"kw", &d.kw}, {"stride", &d.stride}, {"pad", &d.pad}, {"groups", &d.groups},
@@ -349,7 +349,7 @@ static void run_pointwise(refcase *c) {
 
 static void run_depthwise(refcase *c) {
   const hsc_backend *be = c->t->be;
-  hsc_depthwise_desc d;
+  hsc_depthwise_desc d = {0};
   int c_max;
   if (!READ_INTS(c, {"n", &d.n}, {"c", &d.c}, {"c_max", &c_max}, {"h", &d.h}, {"w", &d.w}, {"k", &d.k},
                  {"stride", &d.stride}) ||
@@ -389,7 +389,7 @@ static int bn_setup(refcase *c, hsc_bn_desc *d, int *c_max, int *affine, float *
 
 static void run_bn_train(refcase *c) {
   const hsc_backend *be = c->t->be;
-  hsc_bn_desc d;
+  hsc_bn_desc d = {0};
   int c_max, affine;
   float *x, *gamma, *beta, *rmean, *rvar;
   if (!bn_setup(c, &d, &c_max, &affine, &x, &gamma, &beta, &rmean, &rvar)) return;
@@ -420,7 +420,7 @@ static void run_bn_train(refcase *c) {
 }
 
 static void run_bn_infer(refcase *c) {
-  hsc_bn_desc d;
+  hsc_bn_desc d = {0};
   int c_max, affine, inplace;
   float *x, *gamma, *beta, *rmean, *rvar;
   if (!bn_setup(c, &d, &c_max, &affine, &x, &gamma, &beta, &rmean, &rvar) ||
@@ -504,7 +504,7 @@ static void run_avgpool(refcase *c) {
 
 static void run_linear(refcase *c) {
   const hsc_backend *be = c->t->be;
-  hsc_linear_desc d;
+  hsc_linear_desc d = {0};
   int bias;
   if (!READ_INTS(c, {"n", &d.n}, {"d_in", &d.in}, {"d_out", &d.out}, {"bias", &bias})) return;
   size_t nx = (size_t)d.n * d.in, nw = (size_t)d.out * d.in, ny = (size_t)d.n * d.out;

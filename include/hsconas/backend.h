@@ -53,6 +53,8 @@ typedef struct {
    * is still in cache. The backward ignores these fields. */
   const float *scale, *shift;
   int relu;
+  /* Backward: write dx (=) instead of adding to it, so that the caller need not zero it first. */
+  int dx_assign;
 } hsc_pointwise_desc;
 
 /* Depthwise k x k convolution, padding k/2, on the leading c channels.
@@ -76,6 +78,8 @@ typedef struct {
   float eps;
   float momentum;
   int relu;
+  /* Backward (bn_backward, bn_backward_elemt): write dx (=) instead of adding to it. */
+  int dx_assign;
 } hsc_bn_desc;
 
 /* Fully connected layer. x [n, in], w [out, in], b [out] or NULL, y [n, out]. */
@@ -160,7 +164,8 @@ typedef struct hsc_backend {
   void (*bn_forward_infer)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *gamma,
                            const float *beta, const float *running_mean, const float *running_var, float *y);
   /* Backward of the training-mode forward. x is the forward input; y its output (used only for the
-   * ReLU mask when d->relu, else may be NULL). dgamma, dbeta [c] or NULL. */
+   * ReLU mask when d->relu, else may be NULL; an implementation may take the mask from x > mean instead
+   * when gamma is NULL, since gamma and beta are both NULL or both set). dgamma, dbeta [c] or NULL. */
   void (*bn_backward)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
                       const float *gamma, const float *save_mean, const float *save_invstd, const float *dy,
                       float *dx, float *dgamma, float *dbeta);

@@ -566,18 +566,20 @@ static void unit_backward(hsc_supernet *net, const unit *u, const widths *wd, in
   const int ho = unit_out(u, h), wo = unit_out(u, w);
   hsc_bn_desc bd = {
       .n = n, .c = cout, .hw = ho * wo, .eps = net->bn_eps, .momentum = net->bn_momentum, .relu = u->relu};
-  be->zero(net->ctx, da, (size_t)n * cout * ho * wo * sizeof(float));
+  bd.dx_assign = 1; /* da is scratch: written, not accumulated (no zeroing pass) */
   if (net->sync != MPI_COMM_NULL)
     bn_backward_sync(net, &bd, u, sl->a, sl->b, sl, db, da);
   else
     be->bn_backward(net->ctx, &bd, sl->a, sl->b, pw_(net, u->gamma), sl->save_mean, sl->save_inv, db, da,
                     pg_(net, u->gamma), pg_(net, u->beta));
-  if (dx && zero_dx) be->zero(net->ctx, dx, (size_t)n * cin * h * w * sizeof(float));
+  /* A pointwise conv writes dx outright when it is the only contribution (zero_dx); the others add. */
+  if (dx && zero_dx && u->kind != UNIT_PW) be->zero(net->ctx, dx, (size_t)n * cin * h * w * sizeof(float));
   const float *wt = pw_(net, u->w);
   float *dw = pg_(net, u->w);
   switch (u->kind) {
     case UNIT_PW: {
       hsc_pointwise_desc d = pw_desc(net, u, n, cin, cout, h * w);
+      d.dx_assign = zero_dx;
       be->pointwise_backward(net->ctx, &d, x, wt, da, dx, dw);
       break;
     }

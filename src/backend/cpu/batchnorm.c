@@ -146,10 +146,28 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
 }
 
 /* Row sums of g and g (x - mean), g = dy zeroed where the fused ReLU cut (y <= 0); added to *sg, *sgx. */
+/* Where the backward takes the fused ReLU's mask from. Without affine parameters (gamma NULL, and then
+ * beta NULL too: backend.h) the forward computed y = relu((x - mean) * invstd) with invstd > 0, so y > 0
+ * exactly where x - mean > 0, and the mask comes from x, which the backward reads anyway: one stream of
+ * three fewer in the reduction, one of four in dx. With affine parameters it comes from y. */
+enum { RELU_NONE = 0, RELU_FROM_Y = 1, RELU_FROM_X = 2 };
+
+static int mask_mode(const hsc_bn_desc *d, const float *gamma) {
+  return !d->relu ? RELU_NONE : gamma ? RELU_FROM_Y : RELU_FROM_X;
+}
+
 static void row_reduce(const float *xp, const float *yp, const float *dyp, size_t hw, int relu, float mean,
                        double *sg, double *sgx) {
   float rs = 0.0f, rsx = 0.0f; /* float per row, double across rows: see row_stats */
-  if (relu) {
+  if (relu == RELU_FROM_X) {
+#pragma omp simd reduction(+ : rs, rsx)
+    for (size_t i = 0; i < hw; i++) {
+      const float dyv = dyp[i], xc = xp[i] - mean;
+      const float g = xc > 0.0f ? dyv : 0.0f;
+      rs += g;
+      rsx += g * xc;
+    }
+  } else if (relu) {
     /* dy is loaded before the select, unconditionally (`y > 0 ? dy[i] : 0` is a conditional load the
      * compiler may not speculate): with it gcc's vector loop ran at scalar speed. */
 #pragma omp simd reduction(+ : rs, rsx)
@@ -171,38 +189,58 @@ static void row_reduce(const float *xp, const float *yp, const float *dyp, size_
 }
 
 /* Sums over channels [c0, c1): sg[j] = sum g, sgx[j] = sum g (x - mean). */
-static void group_reduce(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int c0,
-                         int c1, const float *mean, double *sg, double *sgx) {
+static void group_reduce(const hsc_bn_desc *d, int relu, const float *x, const float *y, const float *dy,
+                         int c0, int c1, const float *mean, double *sg, double *sgx) {
   const size_t hw = (size_t)d->hw;
   for (int j = 0; j < c1 - c0; j++) sg[j] = sgx[j] = 0.0;
   for (int n = 0; n < d->n; n++)
     for (int j = 0; j < c1 - c0; j++) {
       const size_t off = ((size_t)n * d->c + c0 + j) * hw;
-      row_reduce(x + off, d->relu ? y + off : NULL, dy + off, hw, d->relu, mean[c0 + j], &sg[j], &sgx[j]);
+      row_reduce(x + off, relu == RELU_FROM_Y ? y + off : NULL, dy + off, hw, relu, mean[c0 + j], &sg[j],
+                 &sgx[j]);
     }
 }
 
 /* dx += k g + a (x - mean) + b over channels [c0, c1) (k, a, b indexed from c0). */
-static void group_dx(const hsc_bn_desc *d, const float *x, const float *y, const float *dy, int c0, int c1,
-                     const float *mean, const float *k, const float *a, const float *b, float *dx) {
+/* One row of dx = [dx +] k g + a (x - mean) + b; `assign` is a constant at each call, so the inlined copies
+ * neither read dx nor branch per element. */
+static inline void dx_row(int relu, int assign, const float *xp, const float *yp, const float *dyp, size_t hw,
+                          float mu, float kf, float af, float bf, float *dxp) {
+  if (relu == RELU_FROM_X) {
+#pragma omp simd
+    for (size_t i = 0; i < hw; i++) {
+      const float dyv = dyp[i], xc = xp[i] - mu;
+      const float v = kf * (xc > 0.0f ? dyv : 0.0f) + af * xc + bf;
+      dxp[i] = assign ? v : dxp[i] + v;
+    }
+  } else if (relu) {
+#pragma omp simd
+    for (size_t i = 0; i < hw; i++) {
+      const float dyv = dyp[i]; /* unconditional load: see row_reduce */
+      const float v = kf * (yp[i] > 0.0f ? dyv : 0.0f) + af * (xp[i] - mu) + bf;
+      dxp[i] = assign ? v : dxp[i] + v;
+    }
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < hw; i++) {
+      const float v = kf * dyp[i] + af * (xp[i] - mu) + bf;
+      dxp[i] = assign ? v : dxp[i] + v;
+    }
+  }
+}
+
+/* dx (+)= k g + a (x - mean) + b over channels [c0, c1) (k, a, b indexed from c0); = when d->dx_assign. */
+static void group_dx(const hsc_bn_desc *d, int relu, const float *x, const float *y, const float *dy, int c0,
+                     int c1, const float *mean, const float *k, const float *a, const float *b, float *dx) {
   const size_t hw = (size_t)d->hw;
   for (int n = 0; n < d->n; n++)
     for (int j = 0; j < c1 - c0; j++) {
       const size_t off = ((size_t)n * d->c + c0 + j) * hw;
-      const float *xp = x + off, *dyp = dy + off, mu = mean[c0 + j], kf = k[j], af = a[j], bf = b[j];
-      float *dxp = dx + off;
-      if (d->relu) {
-        const float *yp = y + off;
-#pragma omp simd
-        for (size_t i = 0; i < hw; i++) {
-          const float dyv = dyp[i]; /* unconditional load: see row_reduce */
-          const float g = yp[i] > 0.0f ? dyv : 0.0f;
-          dxp[i] += kf * g + af * (xp[i] - mu) + bf;
-        }
-      } else {
-#pragma omp simd
-        for (size_t i = 0; i < hw; i++) dxp[i] += kf * dyp[i] + af * (xp[i] - mu) + bf;
-      }
+      const float *yp = relu == RELU_FROM_Y ? y + off : NULL;
+      if (d->dx_assign)
+        dx_row(relu, 1, x + off, yp, dy + off, hw, mean[c0 + j], k[j], a[j], b[j], dx + off);
+      else
+        dx_row(relu, 0, x + off, yp, dy + off, hw, mean[c0 + j], k[j], a[j], b[j], dx + off);
     }
 }
 
@@ -221,7 +259,7 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
     const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
     double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
     float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
-    group_reduce(d, x, y, dy, c0, c1, save_mean, sg, sgx);
+    group_reduce(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, sg, sgx);
     for (int j = 0; j < c1 - c0; j++) {
       const int ci = c0 + j;
       const double invstd = save_invstd[ci], sgxhat = sgx[j] * invstd; /* sum g xhat */
@@ -233,7 +271,7 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
       a[j] = (float)(-kk * invstd * sgxhat / m);
       b[j] = (float)(-kk * sg[j] / m);
     }
-    if (dx) group_dx(d, x, y, dy, c0, c1, save_mean, k, a, b, dx);
+    if (dx) group_dx(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, k, a, b, dx);
   }
 }
 
@@ -264,7 +302,7 @@ void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, cons
   for (int gi = 0; gi < ng; gi++) {
     const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
     double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
-    group_reduce(d, x, y, dy, c0, c1, mean, sg, sgx);
+    group_reduce(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, sg, sgx);
     for (int j = 0; j < c1 - c0; j++) {
       const int ci = c0 + j;
       const double sgxhat = sgx[j] * (double)invstd[ci];
@@ -294,7 +332,7 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
       a[j] = (float)(-kk * is * mean_gxhat[ci]);
       b[j] = (float)(-kk * mean_g[ci]);
     }
-    group_dx(d, x, y, dy, c0, c1, mean, k, a, b, dx);
+    group_dx(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, k, a, b, dx);
   }
 }
 

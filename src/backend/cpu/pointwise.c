@@ -255,10 +255,10 @@ void hsc_cpu_pointwise_backward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *
   if (d->n == 0) return;
   if (dx) {
     if (d->hw == 1) /* dx [n x cin] += dy [n x cout] W */
-      hsc_cpu_gemm_par(c->threads, 0, 0, d->n, d->cin, d->cout, dy, d->cout, w, d->ldw, 1.0f, NULL, dx,
-                       d->cin);
+      hsc_cpu_gemm_par(c->threads, 0, 0, d->n, d->cin, d->cout, dy, d->cout, w, d->ldw,
+                       d->dx_assign ? 0.0f : 1.0f, NULL, dx, d->cin);
     else
-      per_image_gemm(c, d->n, d->cin, d->hw, d->cout, 1, w, d->ldw, dy, 1, dx, NULL);
+      per_image_gemm(c, d->n, d->cin, d->hw, d->cout, 1, w, d->ldw, dy, !d->dx_assign, dx, NULL);
   }
   if (dw) {
     if (d->hw == 1) /* dw [cout x cin] += dy^T [cout x n] x [n x cin] */
