@@ -17,6 +17,7 @@
  * read-modify-write of dx. */
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
 
 #include "cpu.h"
 
@@ -27,6 +28,14 @@
  * Within a channel the order of every sum is the same as one channel at a time (rows in image order), so
  * results do not depend on G or on the thread count. */
 enum { BN_GROUP_FLOATS = 1 << 16, BN_GROUP_MAX = 64 };
+
+/* The channels of the calling OpenMP thread, [thread_first, thread_first_after): an equal share of c, within
+ * one channel, then walked in groups (a group per thread-loop iteration would leave a thread idle when
+ * the groups are few: 3 groups of 10 channels on 2 threads). */
+static int thread_first(int c) { return (int)((long)c * omp_get_thread_num() / omp_get_num_threads()); }
+static int thread_first_after(int c) {
+  return (int)((long)c * (omp_get_thread_num() + 1) / omp_get_num_threads());
+}
 
 static int bn_group(const hsc_bn_desc *d) {
   const long per = (long)d->n * d->hw;
@@ -100,10 +109,10 @@ void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   const double m = (double)d->n * d->hw;
   /* The unbiased variance needs two values per channel (PyTorch refuses to train on fewer). */
   assert(m > 1.0 || !running_var);
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     double mean[BN_GROUP_MAX], var[BN_GROUP_MAX];
     float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
     group_stats(d, x, c0, c1, mean, var);
@@ -129,10 +138,10 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
                               const float *beta, const float *running_mean, const float *running_var,
                               float *y) {
   const int threads = hsc_cpu(ctx)->threads;
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
     for (int j = 0; j < c1 - c0; j++) {
       const int ci = c0 + j;
@@ -253,10 +262,10 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
   if (!dx && !dgamma && !dbeta) return;
   const int threads = hsc_cpu(ctx)->threads;
   const double m = (double)d->n * d->hw;
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
     float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
     group_reduce(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, sg, sgx);
@@ -278,10 +287,10 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
 /* Sync BN pieces (backend.h). x [n, c, hw]; mean, var [c] written. */
 void hsc_cpu_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean, float *var) {
   const int threads = hsc_cpu(ctx)->threads;
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     double mu[BN_GROUP_MAX], v[BN_GROUP_MAX];
     group_stats(d, x, c0, c1, mu, v);
     for (int j = 0; j < c1 - c0; j++) {
@@ -297,10 +306,10 @@ void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, cons
                                 float *sum_gxhat, float *dgamma, float *dbeta) {
   assert(!d->relu || y);
   const int threads = hsc_cpu(ctx)->threads;
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
     group_reduce(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, sg, sgx);
     for (int j = 0; j < c1 - c0; j++) {
@@ -320,10 +329,10 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
                                const float *mean_g, const float *mean_gxhat, float *dx) {
   assert(!d->relu || y);
   const int threads = hsc_cpu(ctx)->threads;
-  const int gs = bn_group(d), ng = (d->c + gs - 1) / gs;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int gi = 0; gi < ng; gi++) {
-    const int c0 = gi * gs, c1 = c0 + gs < d->c ? c0 + gs : d->c;
+  const int gs = bn_group(d);
+#pragma omp parallel num_threads(threads)
+  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
+    const int c1 = c0 + gs < end ? c0 + gs : end;
     float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
     for (int j = 0; j < c1 - c0; j++) {
       const int ci = c0 + j;
