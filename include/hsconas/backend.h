@@ -186,10 +186,14 @@ typedef struct hsc_backend {
                             const float *gamma, const float *mean, const float *invstd, const float *dy,
                             const float *mean_g, const float *mean_gxhat, float *dx);
 
-  /* Inference BN as a per-channel affine map: scale [c] = gamma / sqrt(var + eps), shift [c] = beta -
-   * mean * scale (gamma NULL = 1, beta NULL = 0), for a pointwise epilogue. */
+  /* Inference BN as a per-channel affine map: scale [c] = gamma / sqrt(var + eps), shift [c] = beta +
+   * (bias - mean) * scale (gamma NULL = 1, beta NULL = 0, bias NULL = 0; bias [c] is a constant the BN's
+   * input carries, e.g. a folded shift from an earlier layer), for a pointwise epilogue. */
   void (*bn_fold)(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
-                  const float *running_mean, const float *running_var, float *scale, float *shift);
+                  const float *running_mean, const float *running_var, const float *bias, float *scale,
+                  float *shift);
+  /* y [rows, cols] = scale [rows] (per row) * x [rows, cols] (contiguous; y may alias x). */
+  void (*scale_rows)(hsc_backend_ctx *ctx, int rows, int cols, const float *scale, const float *x, float *y);
 
   /* ReLU over `count` elements; y may alias x. backward uses y > 0 as the mask. */
   void (*relu_forward)(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);

@@ -75,7 +75,8 @@ struct hsc_supernet {
   int32_t *counts; /* [2] */
   size_t gfloats;  /* capacity of each gradient buffer */
   float *gbuf[6];
-  int n; /* rows of the loaded batch */
+  float *fold_w, *fold_b; /* inference folding: scaled depthwise weights, carried shift through a pw */
+  int n;                  /* rows of the loaded batch */
   int max_regions;
   hsc_region *regions; /* the step's touched regions */
   float *packed;       /* backend [params.total]: gradients packed for the all-reduce */
@@ -245,6 +246,14 @@ static void alloc_buffers(hsc_supernet *net) {
   net->losses = zalloc(net, (size_t)nb * sizeof(float));
   net->counts = zalloc(net, 2 * sizeof(int32_t));
   for (int i = 0; i < 6; i++) net->gbuf[i] = zalloc(net, net->gfloats * sizeof(float));
+  size_t dw_max = 0, c_max = 0;
+  for (int i = 0; i < net->params.n; i++) {
+    const hsc_param *p = &net->params.v[i];
+    if (p->ndim == 3 && p->count > dw_max) dw_max = p->count;
+    if ((size_t)p->dims[0] > c_max) c_max = (size_t)p->dims[0];
+  }
+  net->fold_w = zalloc(net, (dw_max ? dw_max : 1) * sizeof(float));
+  net->fold_b = zalloc(net, c_max * sizeof(float));
 }
 
 hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc_arch *fixed,
@@ -310,10 +319,10 @@ void hsc_supernet_free(hsc_supernet *net) {
     if (bk->odd) be->release(ctx, bk->odd);
     be->release(ctx, bk->out);
   }
-  void *bufs[] = {net->w,       net->g,       net->m,       net->stats,   net->x,
-                  net->labels,  net->pooled,  net->dpooled, net->logits,  net->probs,
-                  net->dlogits, net->losses,  net->counts,  net->gbuf[0], net->gbuf[1],
-                  net->gbuf[2], net->gbuf[3], net->gbuf[4], net->gbuf[5]};
+  void *bufs[] = {net->w,       net->g,       net->m,       net->stats,   net->x,       net->labels,
+                  net->pooled,  net->dpooled, net->logits,  net->probs,   net->dlogits, net->losses,
+                  net->counts,  net->gbuf[0], net->gbuf[1], net->gbuf[2], net->gbuf[3], net->gbuf[4],
+                  net->gbuf[5], net->fold_w,  net->fold_b};
   for (size_t i = 0; i < ARRAY_LEN(bufs); i++) be->release(ctx, bufs[i]);
   if (net->packed) be->release(ctx, net->packed);
   free(net->host);
@@ -514,9 +523,12 @@ static hsc_conv2d_desc stem_desc(const unit *u, int n, int cin, int cout, int h,
                            .groups = 1};
 }
 
-/* Forward of unit u: x [n, cin, h, w] -> sl->a (conv) -> sl->b (BN). Returns the output size in *ho, *wo. */
+/* Forward of unit u: x [n, cin, h, w] -> sl->a (conv) -> sl->b (BN). Returns the output size in *ho, *wo.
+ * Inference (HSC_BN_EVAL) folds BN into the convolutions and writes sl->b directly; there a depthwise unit
+ * leaves its BN's shift [cin] in *out_shift for the next unit, which receives it as in_shift. */
 static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc_bn_mode mode, int n, int h,
-                         int w, const float *x, slot *sl, int *ho, int *wo) {
+                         int w, const float *x, const float *in_shift, slot *sl, int *ho, int *wo,
+                         const float **out_shift) {
   const hsc_backend *be = net->be;
   const int cin = wd->w[u->win], cout = wd->w[u->wout];
   const float *wt = pw_(net, u->w);
@@ -526,10 +538,17 @@ static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc
     case UNIT_PW: {
       hsc_pointwise_desc d = pw_desc(net, u, n, cin, cout, h * w);
       if (mode == HSC_BN_EVAL) {
-        /* Inference BN folded into the GEMM's epilogue: one pass over the output instead of three. */
+        /* Inference BN folded into the GEMM's epilogue: one pass over the output instead of three. A
+         * shift the input still carries (from a folded depthwise BN before it) enters as W * shift. */
+        const float *bias = NULL;
+        if (in_shift) {
+          hsc_pointwise_desc v = pw_desc(net, u, 1, cin, cout, 1);
+          be->pointwise_forward(net->ctx, &v, in_shift, wt, net->fold_b);
+          bias = net->fold_b;
+        }
         hsc_bn_desc bd = {.n = n, .c = cout, .hw = h * w, .eps = net->bn_eps};
         be->bn_fold(net->ctx, &bd, pw_(net, u->gamma), pw_(net, u->beta), st_(net, u->mean), st_(net, u->var),
-                    sl->save_mean, sl->save_inv);
+                    bias, sl->save_mean, sl->save_inv);
         d.scale = sl->save_mean;
         d.shift = sl->save_inv;
         d.relu = u->relu;
@@ -541,6 +560,18 @@ static void unit_forward(hsc_supernet *net, const unit *u, const widths *wd, hsc
     }
     case UNIT_DW: {
       const hsc_depthwise_desc d = {.n = n, .c = cin, .h = h, .w = w, .k = u->k, .stride = u->stride};
+      if (mode == HSC_BN_EVAL) {
+        /* Inference BN (no ReLU) folded away: its scale into a copy of the weights, its shift carried to
+         * the pointwise conv that always follows (*out_shift), where it becomes part of that one's bias. */
+        assert(!in_shift && !u->relu);
+        hsc_bn_desc bd = {.n = n, .c = cout, .hw = *ho * *wo, .eps = net->bn_eps};
+        be->bn_fold(net->ctx, &bd, pw_(net, u->gamma), pw_(net, u->beta), st_(net, u->mean), st_(net, u->var),
+                    NULL, sl->save_mean, sl->save_inv);
+        be->scale_rows(net->ctx, cin, u->k * u->k, sl->save_mean, wt, net->fold_w);
+        be->depthwise_forward(net->ctx, &d, x, net->fold_w, sl->b);
+        *out_shift = sl->save_inv;
+        return;
+      }
       be->depthwise_forward(net->ctx, &d, x, wt, sl->a);
       break;
     }
@@ -599,10 +630,14 @@ static void unit_backward(hsc_supernet *net, const unit *u, const widths *wd, in
 /* Forward of a branch from x [n, wd(in), h, w]; returns its last output (the last slot's b) and size. */
 static const float *branch_forward(hsc_supernet *net, const branch *br, const widths *wd, hsc_bn_mode mode,
                                    int n, int h, int w, const float *x, slot *slots, int *ho, int *wo) {
+  const float *shift = NULL; /* a folded depthwise BN's shift, not yet added (inference only) */
   for (int i = 0; i < br->n; i++) {
-    unit_forward(net, &br->u[i], wd, mode, n, h, w, x, &slots[i], &h, &w);
+    const float *in_shift = shift;
+    shift = NULL;
+    unit_forward(net, &br->u[i], wd, mode, n, h, w, x, in_shift, &slots[i], &h, &w, &shift);
     x = slots[i].b;
   }
+  assert(!shift); /* every depthwise conv is followed by a pointwise one in its branch */
   *ho = h;
   *wo = w;
   return x;

@@ -345,14 +345,24 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
   }
 }
 
-/* gamma, beta, running_mean, running_var [c] (gamma, beta may be NULL); scale, shift [c] written. */
+/* rows x cols: y = scale[row] * x. */
+void hsc_cpu_scale_rows(hsc_backend_ctx *ctx, int rows, int cols, const float *scale, const float *x,
+                        float *y) {
+  (void)ctx;
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < cols; j++) y[(size_t)r * cols + j] = scale[r] * x[(size_t)r * cols + j];
+}
+
+/* gamma, beta, running_mean, running_var, bias [c] (gamma, beta, bias may be NULL); scale, shift [c]
+ * written. */
 void hsc_cpu_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
-                     const float *running_mean, const float *running_var, float *scale, float *shift) {
+                     const float *running_mean, const float *running_var, const float *bias, float *scale,
+                     float *shift) {
   (void)ctx;
   for (int ci = 0; ci < d->c; ci++) {
     const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
     const double a = gamma ? gamma[ci] * invstd : invstd;
     scale[ci] = (float)a;
-    shift[ci] = (float)((beta ? beta[ci] : 0.0) - running_mean[ci] * a);
+    shift[ci] = (float)((beta ? beta[ci] : 0.0) + ((bias ? bias[ci] : 0.0) - running_mean[ci]) * a);
   }
 }

@@ -65,7 +65,10 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
                                const float *gamma, const float *mean, const float *invstd, const float *dy,
                                const float *mean_g, const float *mean_gxhat, float *dx);
 void hsc_cpu_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
-                     const float *running_mean, const float *running_var, float *scale, float *shift);
+                     const float *running_mean, const float *running_var, const float *bias, float *scale,
+                     float *shift);
+void hsc_cpu_scale_rows(hsc_backend_ctx *ctx, int rows, int cols, const float *scale, const float *x,
+                        float *y);
 /* relu.c */
 void hsc_cpu_relu_forward(hsc_backend_ctx *ctx, size_t count, const float *x, float *y);
 void hsc_cpu_relu_backward(hsc_backend_ctx *ctx, size_t count, const float *y, const float *dy, float *dx);

@@ -131,6 +131,7 @@ const hsc_backend hsc_backend_cpu = {
     .bn_backward = hsc_cpu_bn_backward,
     .bn_stats = hsc_cpu_bn_stats,
     .bn_fold = hsc_cpu_bn_fold,
+    .scale_rows = hsc_cpu_scale_rows,
     .bn_backward_reduce = hsc_cpu_bn_backward_reduce,
     .bn_backward_elemt = hsc_cpu_bn_backward_elemt,
     .relu_forward = hsc_cpu_relu_forward,

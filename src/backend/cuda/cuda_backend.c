@@ -360,8 +360,13 @@ static void cuda_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const floa
   pending("bn_stats");
 }
 static void cuda_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
-                         const float *running_mean, const float *running_var, float *scale, float *shift) {
+                         const float *running_mean, const float *running_var, const float *bias, float *scale,
+                         float *shift) {
   pending("bn_fold");
+}
+static void cuda_scale_rows(hsc_backend_ctx *ctx, int rows, int cols, const float *scale, const float *x,
+                            float *y) {
+  pending("scale_rows");
 }
 static void cuda_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
                                     const float *y, const float *mean, const float *invstd, const float *dy,
@@ -406,6 +411,7 @@ const hsc_backend hsc_backend_cuda = {
     .bn_backward = cuda_bn_backward,
     .bn_stats = cuda_bn_stats,
     .bn_fold = cuda_bn_fold,
+    .scale_rows = cuda_scale_rows,
     .bn_backward_reduce = cuda_bn_backward_reduce,
     .bn_backward_elemt = cuda_bn_backward_elemt,
     .relu_forward = cuda_relu_forward,
