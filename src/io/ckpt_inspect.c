@@ -43,7 +43,14 @@ static hsc_status print_meta(hsc_ckpt *ck, FILE *out, hsc_error *err) {
     double dv;
     switch (m->kind) {
       case CKPT_META_INT:
-        if ((rc = hsc_ckpt_get_int(ck, m->key, &iv, err)) == HSC_OK) fprintf(out, "%lld\n", (long long)iv);
+        if ((rc = hsc_ckpt_get_int(ck, m->key, &iv, err)) == HSC_OK) {
+          /* 64-bit hashes are stored as int64; show them as the 16 hex digits the logs use. */
+          const size_t kl = strlen(m->key);
+          if (kl >= 5 && !strcmp(m->key + kl - 5, "_hash"))
+            fprintf(out, "%016llx\n", (unsigned long long)iv);
+          else
+            fprintf(out, "%lld\n", (long long)iv);
+        }
         break;
       case CKPT_META_DOUBLE:
         if ((rc = hsc_ckpt_get_double(ck, m->key, &dv, err)) == HSC_OK) fprintf(out, "%.17g\n", dv);
