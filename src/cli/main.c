@@ -110,7 +110,7 @@ static int load_config(const cli_args *a, hsc_config *cfg, hsc_error *err) {
   return 0;
 }
 
-/* The architectures named by --arch and --random. */
+/* The architectures named by --arch and --random, into archs [MAX_ARCHS]. */
 static int collect_archs(const cli_args *a, const hsc_config *cfg, hsc_space *space, hsc_arch *archs, int *n,
                          hsc_error *err) {
   if (hsc_space_init(space, cfg, err) != HSC_OK) return report(err);
@@ -131,6 +131,20 @@ static int collect_archs(const cli_args *a, const hsc_config *cfg, hsc_space *sp
     return EXIT_USAGE;
   }
   return 0;
+}
+
+/* The config, its space and the architectures of the command line; *archs is malloc'd (NULL on failure). */
+static int load_archs(const cli_args *a, hsc_config *cfg, hsc_space *space, hsc_arch **archs, int *n,
+                      hsc_error *err) {
+  *archs = NULL;
+  int rc = load_config(a, cfg, err);
+  if (rc) return rc;
+  *archs = hsc_xmalloc(MAX_ARCHS * sizeof(hsc_arch));
+  if ((rc = collect_archs(a, cfg, space, *archs, n, err)) != 0) {
+    free(*archs);
+    *archs = NULL;
+  }
+  return rc;
 }
 
 static int cmd_config(const cli_args *a) {
@@ -171,15 +185,10 @@ static int cmd_train(const cli_args *a) {
 static int cmd_eval(const cli_args *a) {
   hsc_config cfg;
   hsc_error err = {0};
-  int rc = load_config(a, &cfg, &err);
-  if (rc) return rc;
   hsc_space space;
-  hsc_arch *archs = hsc_xmalloc(MAX_ARCHS * sizeof(hsc_arch));
-  int n = 0;
-  if ((rc = collect_archs(a, &cfg, &space, archs, &n, &err)) != 0) {
-    free(archs);
-    return rc;
-  }
+  hsc_arch *archs;
+  int n = 0, rc = load_archs(a, &cfg, &space, &archs, &n, &err);
+  if (rc) return rc;
   hsc_eval_result *res = hsc_xmalloc((size_t)n * sizeof *res);
   const double t0 = hsc_now();
   if (hsc_eval_supernet(&cfg, MPI_COMM_WORLD, archs, n, res, &err) != HSC_OK) {
@@ -228,12 +237,11 @@ static int cmd_retrain(const cli_args *a) {
 static int cmd_arch(const cli_args *a) {
   hsc_config cfg;
   hsc_error err = {0};
-  int rc = load_config(a, &cfg, &err);
-  if (rc) return rc;
   hsc_space space;
-  hsc_arch *archs = hsc_xmalloc(MAX_ARCHS * sizeof(hsc_arch));
-  int n = 0;
-  if ((rc = collect_archs(a, &cfg, &space, archs, &n, &err)) == 0 && hsc_proc()->rank == 0) {
+  hsc_arch *archs;
+  int n = 0, rc = load_archs(a, &cfg, &space, &archs, &n, &err);
+  if (rc) return rc;
+  if (hsc_proc()->rank == 0) {
     printf("%-16s %9s %9s  %s\n", "hash", "MFLOPs", "params", "arch");
     for (int i = 0; i < n; i++) {
       char text[4096];
@@ -243,7 +251,7 @@ static int cmd_arch(const cli_args *a) {
     }
   }
   free(archs);
-  return rc ? rc : EXIT_DONE;
+  return EXIT_DONE;
 }
 
 static int cmd_inspect(const cli_args *a) {
