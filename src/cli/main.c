@@ -177,8 +177,9 @@ static int cmd_train(const cli_args *a) {
   if (rc) return rc;
   hsc_train_result res;
   if (hsc_train_supernet(&cfg, MPI_COMM_WORLD, a->resume, &res, &err) != HSC_OK) return report(&err);
-  hsc_log(HSC_LOG_INFO, "supernet trained: %lld steps, last loss %.4f, top1 %.2f%%, %.0f img/s, %.1f s",
-          (long long)res.step, res.loss, res.top1, res.images_per_s, res.seconds);
+  if (res.images_per_s > 0) /* else the checkpoints already held the whole schedule */
+    hsc_log(HSC_LOG_INFO, "supernet trained: %lld steps, last loss %.4f, top1 %.2f%%, %.0f img/s, %.1f s",
+            (long long)res.step, res.loss, res.top1, res.images_per_s, res.seconds);
   return EXIT_DONE;
 }
 

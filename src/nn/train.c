@@ -341,6 +341,12 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
         info[2] = cursor[0];
         info[3] = cursor[1];
         hsc_log(HSC_LOG_INFO, "resuming from %s (step %lld)", hsc_ckpt_path(ck), (long long)info[1]);
+        int64_t ranks = 0;
+        if (hsc_ckpt_get_int(ck, "world_size", &ranks, err) == HSC_OK && ranks != s->size)
+          hsc_log(HSC_LOG_INFO,
+                  "the checkpoint was written by %lld ranks, this run has %d: the same samples and paths "
+                  "follow, the sums run in another order (not bit-identical to continuing on %lld)",
+                  (long long)ranks, s->size, (long long)ranks);
       }
       hsc_ckpt_close(ck);
     }
