@@ -193,6 +193,9 @@ static void compare(hsc_test *t, const char *what, const float *got, const doubl
   if (bad)
     T_FAIL(t, "%s: %zu of %zu differ; worst [%zu] %.9g vs %.9g (max |ref| %.3g)", what, bad, n, worst,
            (double)got[worst], want[worst], amax);
+  /* HSC_TEST_VERBOSE=1: the worst error relative to the tensor's largest reference value. */
+  if (t->verbose && amax > 0)
+    printf("  %-60s max |err| / max |ref| = %.2e\n", what, fabs((double)got[worst] - want[worst]) / amax);
 }
 
 /* Copies the leading slice (shape `dims` of the reference) of a max-width C tensor p from buf. */
