@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "hsconas/config.h"
+#include "hsconas/hash.h"
 
 /* Longest dotted key we look up; longer ones are reported as unknown. */
 #define KEY_MAX 256
@@ -896,11 +897,7 @@ char *hsc_config_dump(const hsc_config *cfg, int comments) {
 
 uint64_t hsc_config_hash(const hsc_config *cfg) {
   char *text = hsc_config_dump(cfg, 0);
-  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64: offset basis and prime */
-  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-    h ^= *p;
-    h *= 0x100000001b3ull;
-  }
+  const uint64_t h = hsc_fnv1a_bytes(HSC_FNV1A_BASIS, text, strlen(text));
   free(text);
   return h;
 }

@@ -76,7 +76,12 @@ struct hsc_supernet {
   size_t gfloats;  /* capacity of each gradient buffer */
   float *gbuf[6];
   float *fold_w, *fold_b; /* inference folding: scaled depthwise weights, carried shift through a pw */
-  int n;                  /* rows of the loaded batch */
+  float *host_losses;     /* [max_batch]: per-sample losses read back by hsc_supernet_loss */
+  /* Sync BN scratch, sized for the widest BN: device [2 c], host [2 c] and [2 c * ranks] (allocated on
+   * the first synchronised step, when the rank count is known). */
+  float *sync_dev, *sync_host, *sync_all;
+  int cmax;
+  int n; /* rows of the loaded batch */
   int max_regions;
   hsc_region *regions; /* the step's touched regions */
   float *packed;       /* backend [params.total]: gradients packed for the all-reduce */
@@ -106,7 +111,7 @@ static size_t max_floats(size_t a, size_t b) { return a > b ? a : b; }
 
 /* ---- construction ---- */
 
-static int add_bn(hsc_supernet *net, unit *u, int c, const char *prefix, const char *name) {
+static void add_bn(hsc_supernet *net, unit *u, int c, const char *prefix, const char *name) {
   int64_t dims[1] = {c};
   u->mean = hsc_table_add(&net->state, 0.0f, 1, dims, "%s%s.mean", prefix, name);
   u->var = hsc_table_add(&net->state, 0.0f, 1, dims, "%s%s.var", prefix, name);
@@ -115,7 +120,7 @@ static int add_bn(hsc_supernet *net, unit *u, int c, const char *prefix, const c
     u->gamma = hsc_table_add(&net->params, 0.0f, 1, dims, "%s%s.gamma", prefix, name);
     u->beta = hsc_table_add(&net->params, 0.0f, 1, dims, "%s%s.beta", prefix, name);
   }
-  return 0;
+  if (c > net->cmax) net->cmax = c;
 }
 
 /* Adds a pointwise unit in -> out (max widths cin_max, cout_max). */
@@ -254,6 +259,7 @@ static void alloc_buffers(hsc_supernet *net) {
   }
   net->fold_w = zalloc(net, (dw_max ? dw_max : 1) * sizeof(float));
   net->fold_b = zalloc(net, c_max * sizeof(float));
+  net->host_losses = hsc_xmalloc((size_t)nb * sizeof(float));
 }
 
 hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc_arch *fixed,
@@ -275,7 +281,6 @@ hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc
   net->sync = MPI_COMM_NULL;
 
   /* Parameters in network order: stem, blocks, head, classifier. */
-  net->stem_br.n = 0;
   {
     unit *u = &net->stem_br.u[net->stem_br.n++];
     *u = (unit){
@@ -325,6 +330,10 @@ void hsc_supernet_free(hsc_supernet *net) {
                   net->gbuf[5], net->fold_w,  net->fold_b};
   for (size_t i = 0; i < ARRAY_LEN(bufs); i++) be->release(ctx, bufs[i]);
   if (net->packed) be->release(ctx, net->packed);
+  if (net->sync_dev) be->release(ctx, net->sync_dev);
+  free(net->sync_host);
+  free(net->sync_all);
+  free(net->host_losses);
   free(net->host);
   free(net->regions);
   hsc_table_free(&net->params);
@@ -407,26 +416,32 @@ static float *st_(hsc_supernet *net, int idx) { return net->stats + net->state.v
  * of the means, and Chan et al.'s pairwise formula for the variance, var = mean over ranks of
  * (var_r + (mean_r - mean)^2)), then normalisation with them. Running statistics updated as torch's
  * SyncBatchNorm does, with the unbiased variance of the whole batch. */
+/* The sync-BN scratch buffers (allocated once, on the first synchronised BN). */
+static void sync_scratch(hsc_supernet *net, int nranks) {
+  if (net->sync_dev) return;
+  net->sync_dev = net->be->alloc(net->ctx, 4 * (size_t)net->cmax * sizeof(float));
+  net->sync_host = hsc_xmalloc(6 * (size_t)net->cmax * sizeof(float));
+  net->sync_all = hsc_xmalloc(2 * (size_t)net->cmax * nranks * sizeof(float));
+}
+
 static void bn_forward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit *u, const float *a, float *b,
                             slot *sl) {
   const hsc_backend *be = net->be;
   const int c = d->c;
   int nranks;
   HSC_CHECK_MPI(MPI_Comm_size(net->sync, &nranks));
-  float *loc = hsc_xmalloc(2 * (size_t)c * sizeof(float)),
-        *all = hsc_xmalloc(2 * (size_t)c * nranks * sizeof(float));
-  float *dev = be->alloc(net->ctx, 2 * (size_t)c * sizeof(float));
+  sync_scratch(net, nranks);
+  /* host: this rank's mean, var [2c] | the combined mean, var [2c] | running mean, var [2c] */
+  float *loc = net->sync_host, *gm = loc + 2 * c, *gv = gm + c, *hrm = gm + 2 * c, *hrv = hrm + c;
+  float *all = net->sync_all, *dev = net->sync_dev, *ginv = net->sync_dev + 2 * c;
   be->bn_stats(net->ctx, d, a, dev, dev + c);
   be->download(net->ctx, loc, dev, 2 * (size_t)c * sizeof(float));
   HSC_CHECK_MPI(MPI_Allgather(loc, 2 * c, MPI_FLOAT, all, 2 * c, MPI_FLOAT, net->sync));
-  float *gm = hsc_xmalloc(4 * (size_t)c * sizeof(float)), *gv = gm + c, *ginv = gm + 2 * c;
-  float *run = gm + 3 * c;
-  (void)run;
   const double count = (double)d->n * d->hw * nranks;
   float *rm = st_(net, u->mean), *rv = st_(net, u->var);
-  float *hrm = hsc_xmalloc(2 * (size_t)c * sizeof(float)), *hrv = hrm + c;
   be->download(net->ctx, hrm, rm, (size_t)c * sizeof(float));
   be->download(net->ctx, hrv, rv, (size_t)c * sizeof(float));
+  float *inv = loc; /* this rank's statistics are consumed: reuse for 1 / sqrt(var + eps) */
   for (int ci = 0; ci < c; ci++) {
     double mu = 0.0;
     for (int r = 0; r < nranks; r++) mu += all[2 * c * r + ci];
@@ -439,7 +454,7 @@ static void bn_forward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit 
     var /= nranks;
     gm[ci] = (float)mu;
     gv[ci] = (float)var;
-    ginv[ci] = (float)(1.0 / sqrt(var + (double)d->eps));
+    inv[ci] = (float)(1.0 / sqrt(var + (double)d->eps));
     const double mom = d->momentum;
     hrm[ci] = (float)((1.0 - mom) * hrm[ci] + mom * mu);
     hrv[ci] = (float)((1.0 - mom) * hrv[ci] + mom * var * count / (count - 1.0));
@@ -447,11 +462,9 @@ static void bn_forward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit 
   be->upload(net->ctx, rm, hrm, (size_t)c * sizeof(float));
   be->upload(net->ctx, rv, hrv, (size_t)c * sizeof(float));
   be->upload(net->ctx, sl->save_mean, gm, (size_t)c * sizeof(float));
-  be->upload(net->ctx, sl->save_inv, ginv, (size_t)c * sizeof(float));
-  be->upload(net->ctx, dev, gm, 2 * (size_t)c * sizeof(float)); /* mean, var */
-  be->bn_forward_infer(net->ctx, d, a, pw_(net, u->gamma), pw_(net, u->beta), dev, dev + c, b);
-  be->release(net->ctx, dev);
-  free(loc), free(all), free(gm), free(hrm);
+  be->upload(net->ctx, sl->save_inv, inv, (size_t)c * sizeof(float));
+  be->upload(net->ctx, ginv, gm, 2 * (size_t)c * sizeof(float)); /* combined mean, var */
+  be->bn_forward_infer(net->ctx, d, a, pw_(net, u->gamma), pw_(net, u->beta), ginv, ginv + c, b);
 }
 
 static void bn_forward(hsc_supernet *net, const unit *u, hsc_bn_mode mode, int n, int c, int hw,
@@ -488,8 +501,8 @@ static void bn_backward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit
   const int c = d->c;
   int nranks;
   HSC_CHECK_MPI(MPI_Comm_size(net->sync, &nranks));
-  float *dev = be->alloc(net->ctx, 2 * (size_t)c * sizeof(float));
-  float *host = hsc_xmalloc(2 * (size_t)c * sizeof(float));
+  sync_scratch(net, nranks);
+  float *dev = net->sync_dev, *host = net->sync_host;
   be->bn_backward_reduce(net->ctx, d, a, b, sl->save_mean, sl->save_inv, db, dev, dev + c, pg_(net, u->gamma),
                          pg_(net, u->beta));
   be->download(net->ctx, host, dev, 2 * (size_t)c * sizeof(float));
@@ -499,8 +512,6 @@ static void bn_backward_sync(hsc_supernet *net, const hsc_bn_desc *d, const unit
   be->upload(net->ctx, dev, host, 2 * (size_t)c * sizeof(float));
   be->bn_backward_elemt(net->ctx, d, a, b, pw_(net, u->gamma), sl->save_mean, sl->save_inv, db, dev, dev + c,
                         da);
-  be->release(net->ctx, dev);
-  free(host);
 }
 
 /* ---- units and branches ---- */
@@ -755,13 +766,11 @@ hsc_batch_result hsc_supernet_loss(hsc_supernet *net, float smoothing, int backw
   const int n = net->n, k = net->space.classes;
   be->xent_forward(net->ctx, n, k, net->logits, net->labels, smoothing, net->probs, net->losses);
   be->accuracy(net->ctx, n, k, net->logits, net->labels, net->counts);
-  float *losses = hsc_xmalloc((size_t)n * sizeof(float));
   int32_t counts[2];
-  be->download(net->ctx, losses, net->losses, (size_t)n * sizeof(float));
+  be->download(net->ctx, net->host_losses, net->losses, (size_t)n * sizeof(float));
   be->download(net->ctx, counts, net->counts, sizeof counts);
   double sum = 0.0;
-  for (int i = 0; i < n; i++) sum += losses[i];
-  free(losses);
+  for (int i = 0; i < n; i++) sum += net->host_losses[i];
   if (backward) {
     be->zero(net->ctx, net->dlogits, (size_t)n * k * sizeof(float));
     be->xent_backward(net->ctx, n, k, net->probs, net->labels, smoothing, 1.0f / (float)n, net->dlogits);

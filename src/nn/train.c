@@ -305,11 +305,8 @@ typedef struct {
 static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_point *rp, int *found,
                                   hsc_error *err) {
   const hsc_param_table *pt = hsc_supernet_params(s->net), *stt = hsc_supernet_state(s->net);
-  float *w = hsc_xmalloc(pt->total * sizeof(float)), *m = hsc_xmalloc(pt->total * sizeof(float));
-  float *bn = hsc_xmalloc(stt->total * sizeof(float));
-  memset(w, 0, pt->total * sizeof(float));
-  memset(m, 0, pt->total * sizeof(float));
-  memset(bn, 0, stt->total * sizeof(float));
+  /* Host copies of the three buffers, allocated only where a checkpoint is read or received. */
+  float *w = NULL, *m = NULL, *bn = NULL;
   int64_t info[5] = {0, 0, 0, 0, 0}; /* found, step, epoch, batch, finished */
   hsc_status st = HSC_OK;
   *found = 0;
@@ -317,6 +314,9 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
     hsc_ckpt *ck = NULL;
     st = hsc_ckpt_open_latest(tg->dir, tg->phase, &ck, err);
     if (st == HSC_OK && ck) {
+      w = hsc_xmalloc(pt->total * sizeof(float));
+      m = hsc_xmalloc(pt->total * sizeof(float));
+      bn = hsc_xmalloc(stt->total * sizeof(float));
       int64_t space_hash = 0, cursor[2] = {0, 0};
       char arch[4096] = "";
       if ((st = hsc_ckpt_get_int(ck, "space_hash", &space_hash, err)) == HSC_OK &&
@@ -354,6 +354,11 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
   if ((st = agree(s->comm, st, err)) == HSC_OK) {
     HSC_CHECK_MPI(MPI_Bcast(info, 5, MPI_INT64_T, 0, s->comm));
     if (info[0]) {
+      if (!w) {
+        w = hsc_xmalloc(pt->total * sizeof(float));
+        m = hsc_xmalloc(pt->total * sizeof(float));
+        bn = hsc_xmalloc(stt->total * sizeof(float));
+      }
       HSC_CHECK_MPI(MPI_Bcast(w, (int)pt->total, MPI_FLOAT, 0, s->comm));
       HSC_CHECK_MPI(MPI_Bcast(m, (int)pt->total, MPI_FLOAT, 0, s->comm));
       HSC_CHECK_MPI(MPI_Bcast(bn, (int)stt->total, MPI_FLOAT, 0, s->comm));
@@ -379,6 +384,18 @@ typedef struct {
   const char *schedule;
   int nesterov;
 } schedule_opts;
+
+/* The schedule of a config section with the supernet.* / retrain.* schedule keys (the same names in both). */
+#define SCHEDULE_FROM(sec)                             \
+  ((schedule_opts){.epochs = (sec).epochs,             \
+                   .max_steps = (sec).max_steps,       \
+                   .warmup = (sec).warmup_steps,       \
+                   .lr = (sec).lr,                     \
+                   .momentum = (sec).momentum,         \
+                   .weight_decay = (sec).weight_decay, \
+                   .smoothing = (sec).label_smoothing, \
+                   .schedule = (sec).lr_schedule,      \
+                   .nesterov = (sec).nesterov})
 
 /* The loop shared by supernet training and retraining. */
 static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *fixed,
@@ -454,7 +471,6 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   double win_loss = 0.0, win_hits = 0.0, win_images = 0.0;
   double t0 = hsc_now(), tw = t0;
   const int64_t t_start = t;
-  int64_t win_start = t;
   hsc_data_cursor at = {0, 0};
   st = HSC_OK;
   for (; t < total; t++) {
@@ -512,13 +528,11 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
       }
       win_loss = win_hits = win_images = 0.0;
       tw = now;
-      win_start = done;
     }
     if (cfg->checkpoint.every_steps > 0 && done % cfg->checkpoint.every_steps == 0 && done < total) {
       if ((st = save_checkpoint(s, tg, done, total, hsc_loader_cursor(loader), 0, err)) != HSC_OK) break;
     }
   }
-  (void)win_start;
   if (st == HSC_OK && t == total)
     st = save_checkpoint(s, tg, total, total, hsc_loader_cursor(loader), 1, err);
   res->step = t;
@@ -600,15 +614,7 @@ hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, 
   if ((st = session_open(&s, cfg, comm, NULL, 0, 0, 0, err)) != HSC_OK) return st;
   hsc_signals_install();
   ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
-  schedule_opts so = {.epochs = cfg->supernet.epochs,
-                      .max_steps = cfg->supernet.max_steps,
-                      .warmup = cfg->supernet.warmup_steps,
-                      .lr = cfg->supernet.lr,
-                      .momentum = cfg->supernet.momentum,
-                      .weight_decay = cfg->supernet.weight_decay,
-                      .smoothing = cfg->supernet.label_smoothing,
-                      .schedule = cfg->supernet.lr_schedule,
-                      .nesterov = cfg->supernet.nesterov};
+  const schedule_opts so = SCHEDULE_FROM(cfg->supernet);
   st = train_loop(&s, &tg, NULL, &so, resume, res, err);
   session_close(&s);
   return st;
@@ -665,15 +671,7 @@ hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arc
   if ((st = session_open(&s, cfg, comm, arch, 1, 1, 0, err)) != HSC_OK) return st;
   hsc_signals_install();
   ckpt_target tg = {.dir = dir, .phase = "retrain", .arch_text = text};
-  schedule_opts so = {.epochs = cfg->retrain.epochs,
-                      .max_steps = cfg->retrain.max_steps,
-                      .warmup = cfg->retrain.warmup_steps,
-                      .lr = cfg->retrain.lr,
-                      .momentum = cfg->retrain.momentum,
-                      .weight_decay = cfg->retrain.weight_decay,
-                      .smoothing = cfg->retrain.label_smoothing,
-                      .schedule = cfg->retrain.lr_schedule,
-                      .nesterov = cfg->retrain.nesterov};
+  const schedule_opts so = SCHEDULE_FROM(cfg->retrain);
   hsc_log(HSC_LOG_INFO, "retrain %s (%lld MFLOPs, %lld params)", text,
           (long long)(hsc_arch_flops(&space, arch) / 1000000), (long long)hsc_arch_params(&space, arch));
   st = train_loop(&s, &tg, arch, &so, resume, res, err);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fnv1a.h"
+#include "hsconas/hash.h"
 #include "hsconas/space.h"
 
 /* Index of op in s->ops, or -1. */

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fnv1a.h"
+#include "hsconas/hash.h"
 #include "hsconas/space.h"
 
 static const char *const op_names[] = {

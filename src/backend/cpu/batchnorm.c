@@ -29,12 +29,11 @@
  * results do not depend on G or on the thread count. */
 enum { BN_GROUP_FLOATS = 1 << 16, BN_GROUP_MAX = 64 };
 
-/* The channels of the calling OpenMP thread, [thread_first, thread_first_after): an equal share of c, within
- * one channel, then walked in groups (a group per thread-loop iteration would leave a thread idle when
- * the groups are few: 3 groups of 10 channels on 2 threads). */
-static int thread_first(int c) { return (int)((long)c * omp_get_thread_num() / omp_get_num_threads()); }
-static int thread_first_after(int c) {
-  return (int)((long)c * (omp_get_thread_num() + 1) / omp_get_num_threads());
+/* The channels of the calling OpenMP thread: its share of c by the backend's one rule
+ * (hsc_cpu_block_range), walked in groups (a group per thread-loop iteration would leave a thread idle
+ * when the groups are few: 3 groups of 10 channels on 2 threads). */
+static void thread_channels(int c, int *lo, int *hi) {
+  hsc_cpu_block_range(c, omp_get_num_threads(), omp_get_thread_num(), lo, hi);
 }
 
 static int bn_group(const hsc_bn_desc *d) {
@@ -111,25 +110,29 @@ void hsc_cpu_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   assert(m > 1.0 || !running_var);
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    double mean[BN_GROUP_MAX], var[BN_GROUP_MAX];
-    float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
-    group_stats(d, x, c0, c1, mean, var);
-    for (int j = 0; j < c1 - c0; j++) {
-      const int ci = c0 + j;
-      const double invstd = 1.0 / sqrt(var[j] + (double)d->eps);
-      save_mean[ci] = (float)mean[j];
-      save_invstd[ci] = (float)invstd;
-      const double mom = d->momentum;
-      if (running_mean) running_mean[ci] = (float)((1.0 - mom) * running_mean[ci] + mom * mean[j]);
-      if (running_var)
-        running_var[ci] = (float)((1.0 - mom) * running_var[ci] + mom * var[j] * m / (m - 1.0));
-      fm[j] = (float)mean[j];
-      fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
-      fb[j] = beta ? beta[ci] : 0.0f;
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      double mean[BN_GROUP_MAX], var[BN_GROUP_MAX];
+      float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
+      group_stats(d, x, c0, c1, mean, var);
+      for (int j = 0; j < c1 - c0; j++) {
+        const int ci = c0 + j;
+        const double invstd = 1.0 / sqrt(var[j] + (double)d->eps);
+        save_mean[ci] = (float)mean[j];
+        save_invstd[ci] = (float)invstd;
+        const double mom = d->momentum;
+        if (running_mean) running_mean[ci] = (float)((1.0 - mom) * running_mean[ci] + mom * mean[j]);
+        if (running_var)
+          running_var[ci] = (float)((1.0 - mom) * running_var[ci] + mom * var[j] * m / (m - 1.0));
+        fm[j] = (float)mean[j];
+        fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
+        fb[j] = beta ? beta[ci] : 0.0f;
+      }
+      group_apply(d, x, c0, c1, fm, fs, fb, y);
     }
-    group_apply(d, x, c0, c1, fm, fs, fb, y);
   }
 }
 
@@ -140,17 +143,21 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   const int threads = hsc_cpu(ctx)->threads;
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
-    for (int j = 0; j < c1 - c0; j++) {
-      const int ci = c0 + j;
-      const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
-      fm[j] = running_mean[ci];
-      fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
-      fb[j] = beta ? beta[ci] : 0.0f;
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      float fm[BN_GROUP_MAX], fs[BN_GROUP_MAX], fb[BN_GROUP_MAX];
+      for (int j = 0; j < c1 - c0; j++) {
+        const int ci = c0 + j;
+        const double invstd = 1.0 / sqrt((double)running_var[ci] + (double)d->eps);
+        fm[j] = running_mean[ci];
+        fs[j] = (float)(gamma ? gamma[ci] * invstd : invstd);
+        fb[j] = beta ? beta[ci] : 0.0f;
+      }
+      group_apply(d, x, c0, c1, fm, fs, fb, y);
     }
-    group_apply(d, x, c0, c1, fm, fs, fb, y);
   }
 }
 
@@ -264,23 +271,27 @@ void hsc_cpu_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float
   const double m = (double)d->n * d->hw;
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
-    float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
-    group_reduce(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, sg, sgx);
-    for (int j = 0; j < c1 - c0; j++) {
-      const int ci = c0 + j;
-      const double invstd = save_invstd[ci], sgxhat = sgx[j] * invstd; /* sum g xhat */
-      if (dbeta) dbeta[ci] += (float)sg[j];
-      if (dgamma) dgamma[ci] += (float)sgxhat;
-      /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
-      const double kk = (gamma ? gamma[ci] : 1.0) * invstd;
-      k[j] = (float)kk;
-      a[j] = (float)(-kk * invstd * sgxhat / m);
-      b[j] = (float)(-kk * sg[j] / m);
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
+      float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
+      group_reduce(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, sg, sgx);
+      for (int j = 0; j < c1 - c0; j++) {
+        const int ci = c0 + j;
+        const double invstd = save_invstd[ci], sgxhat = sgx[j] * invstd; /* sum g xhat */
+        if (dbeta) dbeta[ci] += (float)sg[j];
+        if (dgamma) dgamma[ci] += (float)sgxhat;
+        /* dx = k * (g - mean(g) - (x - mean) * invstd * mean(g xhat)) = k * g + a * (x - mean) + b. */
+        const double kk = (gamma ? gamma[ci] : 1.0) * invstd;
+        k[j] = (float)kk;
+        a[j] = (float)(-kk * invstd * sgxhat / m);
+        b[j] = (float)(-kk * sg[j] / m);
+      }
+      if (dx) group_dx(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, k, a, b, dx);
     }
-    if (dx) group_dx(d, mask_mode(d, gamma), x, y, dy, c0, c1, save_mean, k, a, b, dx);
   }
 }
 
@@ -289,13 +300,17 @@ void hsc_cpu_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x
   const int threads = hsc_cpu(ctx)->threads;
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    double mu[BN_GROUP_MAX], v[BN_GROUP_MAX];
-    group_stats(d, x, c0, c1, mu, v);
-    for (int j = 0; j < c1 - c0; j++) {
-      mean[c0 + j] = (float)mu[j];
-      var[c0 + j] = (float)v[j];
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      double mu[BN_GROUP_MAX], v[BN_GROUP_MAX];
+      group_stats(d, x, c0, c1, mu, v);
+      for (int j = 0; j < c1 - c0; j++) {
+        mean[c0 + j] = (float)mu[j];
+        var[c0 + j] = (float)v[j];
+      }
     }
   }
 }
@@ -308,17 +323,21 @@ void hsc_cpu_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, cons
   const int threads = hsc_cpu(ctx)->threads;
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
-    group_reduce(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, sg, sgx);
-    for (int j = 0; j < c1 - c0; j++) {
-      const int ci = c0 + j;
-      const double sgxhat = sgx[j] * (double)invstd[ci];
-      sum_g[ci] = (float)sg[j];
-      sum_gxhat[ci] = (float)sgxhat;
-      if (dbeta) dbeta[ci] += (float)sg[j];
-      if (dgamma) dgamma[ci] += (float)sgxhat;
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      double sg[BN_GROUP_MAX], sgx[BN_GROUP_MAX];
+      group_reduce(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, sg, sgx);
+      for (int j = 0; j < c1 - c0; j++) {
+        const int ci = c0 + j;
+        const double sgxhat = sgx[j] * (double)invstd[ci];
+        sum_g[ci] = (float)sg[j];
+        sum_gxhat[ci] = (float)sgxhat;
+        if (dbeta) dbeta[ci] += (float)sg[j];
+        if (dgamma) dgamma[ci] += (float)sgxhat;
+      }
     }
   }
 }
@@ -331,17 +350,21 @@ void hsc_cpu_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const
   const int threads = hsc_cpu(ctx)->threads;
   const int gs = bn_group(d);
 #pragma omp parallel num_threads(threads)
-  for (int c0 = thread_first(d->c), end = thread_first_after(d->c); c0 < end; c0 += gs) {
-    const int c1 = c0 + gs < end ? c0 + gs : end;
-    float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
-    for (int j = 0; j < c1 - c0; j++) {
-      const int ci = c0 + j;
-      const double is = invstd[ci], kk = (gamma ? gamma[ci] : 1.0) * is;
-      k[j] = (float)kk;
-      a[j] = (float)(-kk * is * mean_gxhat[ci]);
-      b[j] = (float)(-kk * mean_g[ci]);
+  {
+    int lo, end;
+    thread_channels(d->c, &lo, &end);
+    for (int c0 = lo; c0 < end; c0 += gs) {
+      const int c1 = c0 + gs < end ? c0 + gs : end;
+      float k[BN_GROUP_MAX], a[BN_GROUP_MAX], b[BN_GROUP_MAX];
+      for (int j = 0; j < c1 - c0; j++) {
+        const int ci = c0 + j;
+        const double is = invstd[ci], kk = (gamma ? gamma[ci] : 1.0) * is;
+        k[j] = (float)kk;
+        a[j] = (float)(-kk * is * mean_gxhat[ci]);
+        b[j] = (float)(-kk * mean_g[ci]);
+      }
+      group_dx(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, k, a, b, dx);
     }
-    group_dx(d, d->relu ? RELU_FROM_Y : RELU_NONE, x, y, dy, c0, c1, mean, k, a, b, dx);
   }
 }
 

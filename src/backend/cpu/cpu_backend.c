@@ -75,23 +75,25 @@ static void cpu_release(hsc_backend_ctx *ctx, void *p) {
 
 /* Large copies and fills are split over the threads: run by one thread, the other spun at the next
  * operator's barrier (about a tenth of a training step went to zeroing gradient buffers). */
-enum { CPU_MEM_PARALLEL_MIN = 1 << 18 };
+enum { CPU_MEM_PARALLEL_MIN = 1 << 18, CPU_MEM_SERIAL_MAX = 1 << 30 };
 
 /* dst = src (src NULL: zeros) over `bytes`, cut into one 64-byte aligned span per thread when large. */
 static void cpu_fill(hsc_backend_ctx *ctx, void *dst, const void *src, size_t bytes) {
   const int threads = hsc_cpu(ctx)->threads;
   const char *d = dst, *s = src;
   const int overlap = s && d + bytes > s && s + bytes > d;
-  if (bytes < CPU_MEM_PARALLEL_MIN || threads < 2 || overlap) {
+  if (bytes < CPU_MEM_PARALLEL_MIN || bytes >= (size_t)CPU_MEM_SERIAL_MAX * 64 || threads < 2 || overlap) {
     if (bytes && s) memmove(dst, src, bytes);
     if (bytes && !s) memset(dst, 0, bytes);
     return;
   }
-  const size_t lines = bytes / 64;
+  /* Whole cache lines per thread by the backend's one splitting rule; the last thread takes the tail. */
+  const int lines = (int)(bytes / 64);
 #pragma omp parallel num_threads(threads)
   {
-    const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-    const size_t a = lines * t / nt * 64, b = t + 1 == nt ? bytes : lines * (t + 1) / nt * 64;
+    int lo, hi;
+    hsc_cpu_block_range(lines, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
+    const size_t a = (size_t)lo * 64, b = hi == lines ? bytes : (size_t)hi * 64;
     if (s)
       memcpy((char *)dst + a, s + a, b - a);
     else

@@ -1,8 +1,8 @@
-/* 64-bit FNV-1a (Fowler, Noll, Vo; offset basis 0xcbf29ce484222325, prime 0x100000001b3), private to the
- * space module. Integers are fed as 8 bytes, least significant first, so a hash does not depend on the
- * machine's byte order; doubles as their IEEE-754 bit patterns. */
-#ifndef HSCONAS_SPACE_FNV1A_H
-#define HSCONAS_SPACE_FNV1A_H
+/* 64-bit FNV-1a (Fowler, Noll, Vo; offset basis 0xcbf29ce484222325, prime 0x100000001b3): the hash of
+ * architectures, spaces and configurations. Integers are fed as 8 bytes, least significant first, so a hash
+ * does not depend on the machine's byte order; doubles as their IEEE-754 bit patterns. */
+#ifndef HSCONAS_HASH_H
+#define HSCONAS_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>
