@@ -112,6 +112,7 @@ typedef struct {
 typedef struct {
   int threads; /* CPU threads for operators; <= 0: OMP_NUM_THREADS, else all cores */
   int device;  /* device index for GPU backends; < 0: the node-local rank */
+  int pin;     /* CPU: bind operator thread i to the i-th allowed core after this rank's node-local share */
 } hsc_backend_opts;
 
 typedef struct hsc_backend_ctx hsc_backend_ctx;

@@ -90,6 +90,19 @@ typedef struct {
     double label_smoothing;
   } retrain;
   struct {
+    char model[HSC_CFG_PATH];    /* latency model file; "" = RUN_DIR/latency.yaml */
+    double target_ms;            /* latency budget of the search; 0 = none */
+    int batch;                   /* batch size the model is profiled for and predicts */
+    int fit_archs;               /* sampled architectures measured end to end for the fit of k and b */
+    int holdout_archs;           /* further architectures measured to validate the model */
+    char sampling[HSC_CFG_NAME]; /* spread | uniform: how those architectures are drawn */
+    int warmup;                  /* untimed runs of every entry before its first sample */
+    int repeats;                 /* samples of every entry (interleaved rounds); the median is kept */
+    double min_sample_ms;        /* a sample times enough back-to-back runs to last at least this */
+    int pin_threads;             /* bind each operator thread to one core while profiling */
+    int parallel;                /* split profiling over ranks (only when each rank owns its device) */
+  } latency;
+  struct {
     int64_t every_steps; /* 0: only at the end and on a signal */
     int keep;            /* newest checkpoints kept per phase */
   } checkpoint;

@@ -92,6 +92,9 @@ typedef enum { HSC_LOG_ERROR, HSC_LOG_WARN, HSC_LOG_INFO, HSC_LOG_DEBUG } hsc_lo
 void hsc_log(hsc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hsc_log_all(hsc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Creates dir and its parents (mkdir -p); errors name the directory. */
+hsc_status hsc_make_dirs(const char *dir, hsc_error *err);
+
 /* Monotonic wall clock in seconds. */
 double hsc_now(void);
 

@@ -80,6 +80,11 @@ void hsc_supernet_load_batch(hsc_supernet *net, int n, const float *x, const int
 /* Forward of path a on the loaded batch. Returns the logits [n, classes] (backend memory). */
 const float *hsc_supernet_forward(hsc_supernet *net, const hsc_arch *a, hsc_bn_mode mode);
 
+/* One part of that forward, on the buffers the whole forward uses (its input is what the part before it
+ * left there): part -1 is the stem, 0 .. nblocks-1 the blocks, nblocks the head with the pool and the
+ * classifier. hsc_supernet_forward is the parts in order; the latency profiler times them one by one. */
+void hsc_supernet_forward_part(hsc_supernet *net, const hsc_arch *a, int part, hsc_bn_mode mode);
+
 typedef struct {
   double loss; /* mean over the batch (label-smoothed) */
   int top1, top5;

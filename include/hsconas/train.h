@@ -46,6 +46,10 @@ hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arc
 hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arch, int resume,
                        hsc_train_result *res, hsc_eval_result *test, hsc_error *err);
 
+/* Operator threads of one rank: dist.threads, else 0 (the backend reads OMP_NUM_THREADS) when that is set,
+ * else the node's cores divided by its ranks. */
+int hsc_default_threads(const hsc_config *cfg);
+
 /* Learning rate at step t of total: linear warm-up over `warmup` steps from lr / warmup to lr, then linear
  * decay to 0 or half-cosine decay to 0 at step total. */
 double hsc_lr_at(const char *schedule, double lr, int64_t warmup, int64_t t, int64_t total);

@@ -7,6 +7,7 @@
 #include "hsconas/checkpoint.h"
 #include "hsconas/config.h"
 #include "hsconas/core.h"
+#include "hsconas/latency.h"
 #include "hsconas/rng.h"
 #include "hsconas/space.h"
 #include "hsconas/train.h"
@@ -26,6 +27,9 @@ static void usage(FILE *out) {
           "       CONFIG --random N           ... of N random architectures (from run.seed)\n"
           "  retrain CONFIG --arch ARCH [--resume]\n"
           "                                   train ARCH alone from scratch, report test top-1\n"
+          "  profile CONFIG [--force]         build the latency model of this device (LUT + fit + report)\n"
+          "  latency CONFIG --arch ARCH ... [--measure]\n"
+          "                                   predicted latency (and measured, with --measure)\n"
           "  config CONFIG [--dump]           check a configuration; --dump prints every key\n"
           "  config --keys                    every configuration key with its type, default and help\n"
           "  inspect FILE.h5                  summarise a checkpoint\n"
@@ -49,7 +53,7 @@ typedef struct {
   const char *archs[MAX_ARCHS];
   int narchs;
   int random;
-  int resume, dump, keys;
+  int resume, dump, keys, force, measure;
 } cli_args;
 
 /* Parses "CMD CONFIG [options]"; returns 0 or prints the problem and returns EXIT_USAGE. */
@@ -78,6 +82,10 @@ static int parse_args(int argc, char **argv, cli_args *a) {
       a->resume = 1;
     } else if (!strcmp(s, "--dump")) {
       a->dump = 1;
+    } else if (!strcmp(s, "--force")) {
+      a->force = 1;
+    } else if (!strcmp(s, "--measure")) {
+      a->measure = 1;
     } else if (!strcmp(s, "--keys")) {
       a->keys = 1;
     } else if (s[0] == '-') {
@@ -255,6 +263,77 @@ static int cmd_arch(const cli_args *a) {
   return EXIT_DONE;
 }
 
+static void print_quality(const char *what, const hsc_lat_quality *q) {
+  printf(
+      "  %-24s %4d archs  RMSE %8.4f ms  MAPE %6.2f%%  max %6.2f%%  within 5%% %5.1f%%  within 10%% %5.1f%%  "
+      "Pearson %.4f  Spearman %.4f  Kendall %.4f\n",
+      what, q->n, q->rmse_ms, q->mape, q->max_ape, q->within5, q->within10, q->pearson, q->spearman,
+      q->kendall);
+}
+
+static int cmd_profile(const cli_args *a) {
+  hsc_config cfg;
+  hsc_error err = {0};
+  int rc = load_config(a, &cfg, &err);
+  if (rc) return rc;
+  hsc_latency_model *m = hsc_xcalloc(1, sizeof *m);
+  const hsc_profile_opts opts = {.force = a->force};
+  if (hsc_latency_profile(&cfg, MPI_COMM_WORLD, &opts, m, &err) != HSC_OK) {
+    free(m);
+    return report(&err);
+  }
+  if (hsc_proc()->rank == 0) {
+    char path[HSC_CFG_PATH + 16];
+    hsc_latency_model_path(&cfg, path, sizeof path);
+    printf("latency model %s: %s backend, batch %d, %s\n", path, m->backend, m->batch, m->device);
+    printf("  LAT = %.6f * (stem + sum LUT + head) %+.6f ms  (fitted on %d architectures)\n", m->k, m->b,
+           m->fit.n);
+    print_quality("fit set, model", &m->fit);
+    if (m->holdout.n) {
+      print_quality("hold-out, model", &m->holdout);
+      print_quality("hold-out, FLOPs proxy", &m->flops);
+    }
+  }
+  free(m);
+  return EXIT_DONE;
+}
+
+static int cmd_latency(const cli_args *a) {
+  hsc_config cfg;
+  hsc_error err = {0};
+  hsc_space space;
+  hsc_arch *archs;
+  int n = 0, rc = load_archs(a, &cfg, &space, &archs, &n, &err);
+  if (rc) return rc;
+  char path[HSC_CFG_PATH + 16];
+  hsc_latency_model_path(&cfg, path, sizeof path);
+  hsc_latency_model *m = hsc_xcalloc(1, sizeof *m);
+  hsc_lat_entry *meas = hsc_xcalloc((size_t)n, sizeof *meas);
+  if (hsc_latency_load(m, path, &space, cfg.latency.batch, cfg.dist.backend, MPI_COMM_WORLD, &err) !=
+          HSC_OK ||
+      (a->measure && hsc_latency_measure(&cfg, MPI_COMM_WORLD, archs, n, meas, &err) != HSC_OK)) {
+    free(archs), free(m), free(meas);
+    return report(&err);
+  }
+  if (hsc_proc()->rank == 0) {
+    printf("%-16s %12s", "hash", "predicted_ms");
+    if (a->measure) printf(" %12s %10s %8s", "measured_ms", "iqr_ms", "error%");
+    printf("  arch\n");
+    for (int i = 0; i < n; i++) {
+      char text[4096];
+      hsc_arch_format(&space, &archs[i], text, sizeof text);
+      const double p = hsc_latency_predict(m, &archs[i]);
+      printf("%016llx %12.4f", (unsigned long long)hsc_arch_hash(&space, &archs[i]), p);
+      if (a->measure)
+        printf(" %12.4f %10.4f %+8.2f", meas[i].median, meas[i].iqr,
+               (p - meas[i].median) / meas[i].median * 100);
+      printf("  %s\n", text);
+    }
+  }
+  free(archs), free(m), free(meas);
+  return EXIT_DONE;
+}
+
 static int cmd_inspect(const cli_args *a) {
   if (!a->config) {
     fprintf(stderr, "hsconas: inspect needs FILE.h5\n");
@@ -308,8 +387,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
   static const command commands[] = {
-      {"train", cmd_train},   {"eval", cmd_eval},       {"retrain", cmd_retrain},
-      {"config", cmd_config}, {"inspect", cmd_inspect}, {"arch", cmd_arch},
+      {"train", cmd_train},     {"eval", cmd_eval}, {"retrain", cmd_retrain}, {"config", cmd_config},
+      {"inspect", cmd_inspect}, {"arch", cmd_arch}, {"profile", cmd_profile}, {"latency", cmd_latency},
   };
   const command *c = NULL;
   for (size_t i = 0; i < ARRAY_LEN(commands); i++)

@@ -52,6 +52,7 @@ static const char *const datasets[] = {"fmnist", NULL};
 /* The names of hsc_op (space.h), in its order. */
 static const char *const ops[] = {"shuffle3", "shuffle5", "shuffle7", "xception", NULL};
 static const char *const schedules[] = {"linear", "cosine", NULL};
+static const char *const samplings[] = {"spread", "uniform", NULL};
 static const char *const backends[] = {"cpu", "cuda", NULL};
 
 static const hsc_cfg_key schema[] = {
@@ -139,6 +140,29 @@ static const hsc_cfg_key schema[] = {
               "L2 weight decay on conv and linear weights"),
     KEY_FLOAT("retrain.label_smoothing", retrain.label_smoothing, "0.1", 0.0, 1.0, HI_OPEN,
               "label smoothing of the cross-entropy loss"),
+
+    KEY_STRING("latency.model", latency.model, "\"\"",
+               "latency model file (\"\": RUN_DIR/latency.yaml), written by profile, read by latency/search"),
+    KEY_FLOAT("latency.target_ms", latency.target_ms, "0", 0.0, INFINITY, CLOSED,
+              "latency budget of the search in ms (0: none)"),
+    KEY_INT("latency.batch", latency.batch, "1", 1, 65536, "batch size the latency model is profiled for"),
+    KEY_INT("latency.fit_archs", latency.fit_archs, "100", 2, 100000,
+            "sampled architectures measured end to end to fit k and b"),
+    KEY_INT("latency.holdout_archs", latency.holdout_archs, "100", 0, 100000,
+            "further sampled architectures measured to validate the model"),
+    KEY_ENUM("latency.sampling", latency.sampling, "spread", samplings,
+             "spread: each architecture's scales drawn from a random sub-range (small to large networks); "
+             "uniform: every gene uniform"),
+    KEY_INT("latency.warmup", latency.warmup, "3", 0, 100000,
+            "untimed runs of every LUT entry and architecture before its first sample"),
+    KEY_INT("latency.repeats", latency.repeats, "15", 1, 100000,
+            "samples per entry, taken in interleaved rounds; the median is kept"),
+    KEY_FLOAT("latency.min_sample_ms", latency.min_sample_ms, "2", 0.0, 10000.0, CLOSED,
+              "a sample times enough back-to-back runs to last at least this long"),
+    KEY_BOOL("latency.pin_threads", latency.pin_threads, "false",
+             "bind each operator thread to its own core while profiling"),
+    KEY_BOOL("latency.parallel", latency.parallel, "false",
+             "split profiling over the ranks (only when every rank owns its own device)"),
 
     KEY_INT64("checkpoint.every_steps", checkpoint.every_steps, "500", 0, NO_LIMIT64,
               "steps between checkpoints (0: only at the end and on a signal)"),

@@ -741,22 +741,39 @@ static widths net_widths(const hsc_supernet *net) {
   return wd;
 }
 
-const float *hsc_supernet_forward(hsc_supernet *net, const hsc_arch *a, hsc_bn_mode mode) {
+/* The input of part p: the network input, the stem's output or the previous block's output. */
+static const float *part_input(const hsc_supernet *net, int part) {
+  if (part < 0) return net->x;
+  if (part == 0) return net->stem_slot.b;
+  return net->blocks[part - 1].out;
+}
+
+void hsc_supernet_forward_part(hsc_supernet *net, const hsc_arch *a, int part, hsc_bn_mode mode) {
   const hsc_backend *be = net->be;
   const hsc_space *s = &net->space;
-  assert(a->nblocks == s->nblocks);
+  assert(a->nblocks == s->nblocks && part >= -1 && part <= s->nblocks);
   assert(!net->fixed || hsc_arch_equal(a, &net->arch));
   const int n = net->n;
+  const float *x = part_input(net, part);
+  if (part >= 0 && part < s->nblocks) {
+    block_forward(net, part, a, mode, x);
+    return;
+  }
   const widths wd = net_widths(net);
   int h, w;
-  const float *x =
-      branch_forward(net, &net->stem_br, &wd, mode, n, s->in_h, s->in_w, net->x, &net->stem_slot, &h, &w);
-  for (int l = 0; l < s->nblocks; l++) x = block_forward(net, l, a, mode, x);
+  if (part < 0) {
+    branch_forward(net, &net->stem_br, &wd, mode, n, s->in_h, s->in_w, x, &net->stem_slot, &h, &w);
+    return;
+  }
   const hsc_block_shape *last = &s->blocks[s->nblocks - 1];
   x = branch_forward(net, &net->head_br, &wd, mode, n, last->h_out, last->w_out, x, &net->head_slot, &h, &w);
   be->avgpool_forward(net->ctx, n, s->head_c, h * w, x, net->pooled);
   hsc_linear_desc ld = {.n = n, .in = s->head_c, .out = s->classes};
   be->linear_forward(net->ctx, &ld, net->pooled, pw_(net, net->classifier), NULL, net->logits);
+}
+
+const float *hsc_supernet_forward(hsc_supernet *net, const hsc_arch *a, hsc_bn_mode mode) {
+  for (int part = -1; part <= net->space.nblocks; part++) hsc_supernet_forward_part(net, a, part, mode);
   if (mode == HSC_BN_RECAL) net->recal_count++;
   return net->logits;
 }

@@ -42,24 +42,6 @@ double hsc_lr_at(const char *schedule, double lr, int64_t warmup, int64_t t, int
   return lr * (1.0 - p);
 }
 
-/* Creates dir and its parents (mkdir -p). */
-static hsc_status make_dirs(const char *dir, hsc_error *err) {
-  char path[HSC_CFG_PATH + 64];
-  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-    return hsc_error_set(err, HSC_ERR_INPUT, "%s: path too long", dir);
-  for (char *p = path + 1;; p++) {
-    const int end = *p == '\0';
-    if (*p == '/' || end) {
-      *p = '\0';
-      if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return hsc_error_set(err, HSC_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
-      if (end) break;
-      *p = '/';
-    }
-  }
-  return HSC_OK;
-}
-
 /* Every rank returns rank 0's status and message (after a step only rank 0 performed). */
 static hsc_status agree(MPI_Comm comm, hsc_status st, hsc_error *err) {
   int code = (int)st;
@@ -91,7 +73,7 @@ static void bcast_dataset(hsc_dataset *ds, MPI_Comm comm, int rank) {
   HSC_CHECK_MPI(MPI_Bcast(ds->source, (int)sizeof ds->source, MPI_CHAR, 0, comm));
 }
 
-static int default_threads(const hsc_config *cfg) {
+int hsc_default_threads(const hsc_config *cfg) {
   if (cfg->dist.threads > 0) return cfg->dist.threads;
   if (getenv("OMP_NUM_THREADS")) return 0; /* the backend reads it */
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -183,7 +165,7 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     session_close(s);
     return err->code;
   }
-  hsc_backend_opts bo = {.threads = default_threads(cfg), .device = -1};
+  hsc_backend_opts bo = {.threads = hsc_default_threads(cfg), .device = -1};
   if ((st = s->be->init(&s->ctx, &bo, err)) != HSC_OK) {
     s->ctx = NULL;
     session_close(s);
@@ -590,10 +572,11 @@ static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const ch
   HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   hsc_status st = HSC_OK;
   if (rank == 0) {
-    st = make_dirs(dir, err);
+    st = hsc_make_dirs(dir, err);
     if (st == HSC_OK) {
       char path[HSC_CFG_PATH + 64];
-      snprintf(path, sizeof path, "%s/config.yaml", config_dir);
+      if (snprintf(path, sizeof path, "%s/config.yaml", config_dir) >= (int)sizeof path)
+        return agree(comm, hsc_error_set(err, HSC_ERR_INPUT, "%s: path too long", config_dir), err);
       char *text = hsc_config_dump(cfg, 1);
       FILE *f = fopen(path, "w");
       if (!f || fputs(text, f) < 0 || fclose(f) != 0)

@@ -9,6 +9,7 @@
  * a context serves one host thread at a time. */
 typedef struct {
   int threads;
+  int pinned; /* operator threads bound to cores (hsc_backend_opts.pin) */
   float *scratch;
   size_t scratch_floats;
 } hsc_cpu_ctx;

@@ -1,7 +1,11 @@
 /* The CPU backend table: host memory, OpenMP threads, OpenBLAS for GEMMs (its own threading off: the
  * operators tile their GEMMs over OpenMP threads so that small per-image products still use every core). */
+#define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
 #include <cblas.h>
+#include <errno.h>
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +21,48 @@ float *hsc_cpu_scratch(hsc_cpu_ctx *c, size_t floats) {
   return c->scratch;
 }
 
+/* Binds OpenMP thread i of the operators' team to allowed core (first + i) mod count, where first is this
+ * rank's node-local share (local_rank * threads), so ranks on one node do not share cores. libgomp keeps
+ * the same threads for later teams of the same size, so the binding lasts. */
+static hsc_status cpu_pin(hsc_cpu_ctx *c, hsc_error *err) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    return hsc_error_set(err, HSC_ERR_DEVICE, "cannot pin threads: sched_getaffinity: %s", strerror(errno));
+  int cpus[CPU_SETSIZE], count = 0;
+  for (int i = 0; i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &allowed)) cpus[count++] = i;
+  if (count == 0) return hsc_error_set(err, HSC_ERR_DEVICE, "cannot pin threads: no allowed CPU");
+  const int first = hsc_proc()->local_rank * c->threads;
+  int failed = 0;
+#pragma omp parallel num_threads(c->threads) reduction(+ : failed)
+  {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[(first + omp_get_thread_num()) % count], &one);
+    failed += pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0;
+  }
+  if (failed)
+    return hsc_error_set(err, HSC_ERR_DEVICE,
+                         "cannot pin threads: pthread_setaffinity_np failed for %d of %d", failed,
+                         c->threads);
+  c->pinned = 1;
+  return HSC_OK;
+}
+
 static hsc_status cpu_init(hsc_backend_ctx **out, const hsc_backend_opts *opts, hsc_error *err) {
-  (void)err;
   hsc_cpu_ctx *c = hsc_xcalloc(1, sizeof *c);
   c->threads = opts && opts->threads > 0 ? opts->threads : omp_get_max_threads();
   if (c->threads < 1) c->threads = 1;
   /* Every GEMM is issued from inside an OpenMP tile loop; OpenBLAS threads would oversubscribe. */
   openblas_set_num_threads(1);
+  if (opts && opts->pin) {
+    hsc_status st = cpu_pin(c, err);
+    if (st != HSC_OK) {
+      free(c);
+      return st;
+    }
+  }
   *out = (hsc_backend_ctx *)c;
   return HSC_OK;
 }
@@ -55,8 +94,8 @@ static void cpu_describe(const hsc_backend_ctx *ctx, char *buf, size_t len) {
     fclose(f);
   }
   const char *core = getenv("OPENBLAS_CORETYPE");
-  snprintf(buf, len, "cpu: %s, %d threads, %s (kernel %s)", model, c->threads, openblas_get_config(),
-           core ? core : openblas_get_corename());
+  snprintf(buf, len, "cpu: %s, %d threads%s, %s (kernel %s)", model, c->threads, c->pinned ? " pinned" : "",
+           openblas_get_config(), core ? core : openblas_get_corename());
 }
 
 static int cpu_threads(const hsc_backend_ctx *ctx) { return ((const hsc_cpu_ctx *)ctx)->threads; }

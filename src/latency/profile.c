@@ -1,0 +1,475 @@
+/* The latency profiler: times every LUT entry and sampled architectures on the configured backend, fits
+ * k and b, and writes the model (latency.h; the protocol is written down in docs/latency.md).
+ *
+ * What is timed is the supernet's inference forward (BN folded, HSC_BN_EVAL) at latency.batch: a LUT entry
+ * is one part of it (the stem; one block at one operator and scale, on the exact input shape of its
+ * position; the head with pool and classifier), an architecture is the whole forward of its path.
+ *
+ * Protocol, for a set of "jobs" (LUT entries and architectures together):
+ *   1. calibration, in job order: latency.warmup untimed runs, then one timed run t1, from which the job's
+ *      `inner` count = ceil(latency.min_sample_ms / t1) (at least 1) is fixed;
+ *   2. latency.repeats rounds; each visits every job once in a fresh random order (so that drift of the
+ *      machine spreads over all jobs), runs it once untimed (its weights and input back in cache, as in a
+ *      steady stream of inferences) and then times `inner` back-to-back runs: one sample = elapsed / inner;
+ *   3. a job's value is the median of its samples, its spread the interquartile range.
+ * Ranks that do not measure wait in a sleeping poll (MPI_Ibarrier + MPI_Test + nanosleep), never in a
+ * spinning MPI call that would take cores from the rank that measures. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hsconas/backend.h"
+#include "hsconas/latency.h"
+#include "hsconas/progress.h"
+#include "hsconas/rng.h"
+#include "hsconas/signals.h"
+#include "hsconas/supernet.h"
+#include "hsconas/train.h"
+
+enum { MAX_INNER = 100000 };
+/* Stream indices under (run.seed, HSC_RNG_PROFILE): the input batch, the rounds' orders, the architectures.
+ */
+#define STREAM_INPUT 0ULL
+#define STREAM_ROUND (1ULL << 32)
+#define STREAM_FIT (2ULL << 32)
+#define STREAM_HOLDOUT (3ULL << 32)
+
+typedef struct {
+  int part; /* -1 stem, 0..nblocks-1 block, nblocks head; ARCH_JOB: the whole forward */
+  hsc_arch arch;
+  int inner;
+  double *samples; /* [repeats] ms */
+  hsc_lat_entry result;
+} job;
+#define ARCH_JOB (-2)
+
+typedef struct {
+  const hsc_config *cfg;
+  hsc_space space;
+  const hsc_backend *be;
+  hsc_backend_ctx *ctx;
+  hsc_supernet *net;
+} bench;
+
+static void bench_close(bench *b) {
+  hsc_supernet_free(b->net);
+  if (b->ctx) b->be->free(b->ctx);
+  memset(b, 0, sizeof *b);
+}
+
+/* The network at latency.batch with initialised weights and a random normal input batch. */
+static hsc_status bench_open(bench *b, const hsc_config *cfg, hsc_error *err) {
+  memset(b, 0, sizeof *b);
+  b->cfg = cfg;
+  hsc_status st = hsc_space_init(&b->space, cfg, err);
+  if (st != HSC_OK) return st;
+  if (!(b->be = hsc_backend_find(cfg->dist.backend, err))) return err->code;
+  const hsc_backend_opts bo = {
+      .threads = hsc_default_threads(cfg), .device = -1, .pin = cfg->latency.pin_threads};
+  if ((st = b->be->init(&b->ctx, &bo, err)) != HSC_OK) {
+    b->ctx = NULL;
+    return st;
+  }
+  const int n = cfg->latency.batch;
+  if ((st = hsc_supernet_create(&b->net, &b->space, NULL, b->be, b->ctx, n, err)) != HSC_OK) {
+    bench_close(b);
+    return st;
+  }
+  hsc_supernet_init_weights(b->net, (uint64_t)cfg->run.seed);
+  hsc_supernet_set_bn(b->net, (float)cfg->supernet.bn_momentum, (float)cfg->supernet.bn_eps);
+  const size_t count = (size_t)n * b->space.in_c * b->space.in_h * b->space.in_w;
+  float *x = hsc_xmalloc(count * sizeof(float));
+  hsc_rng r;
+  hsc_rng_init(&r, (uint64_t)cfg->run.seed, HSC_RNG_PROFILE, STREAM_INPUT);
+  hsc_rng_fill_normal(&r, x, count, 0.0f, 1.0f);
+  hsc_supernet_load_batch(b->net, n, x, NULL);
+  free(x);
+  return HSC_OK;
+}
+
+static void run_job(bench *b, const job *j) {
+  if (j->part == ARCH_JOB)
+    hsc_supernet_forward(b->net, &j->arch, HSC_BN_EVAL);
+  else
+    hsc_supernet_forward_part(b->net, &j->arch, j->part, HSC_BN_EVAL);
+}
+
+/* Mean time of `inner` back-to-back runs, in ms (the backend's queue drained before the clock stops). */
+static double time_job(bench *b, const job *j, int inner) {
+  const double t0 = hsc_now();
+  for (int i = 0; i < inner; i++) run_job(b, j);
+  b->be->sync(b->ctx);
+  return (hsc_now() - t0) * 1e3 / inner;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Quantile q of sorted v [n] with linear interpolation between order statistics. */
+static double quantile(const double *v, int n, double q) {
+  const double pos = q * (n - 1);
+  const int i = (int)floor(pos);
+  if (i >= n - 1) return v[n - 1];
+  return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+static hsc_lat_entry summarise(const double *samples, int n) {
+  double *v = hsc_xmalloc((size_t)n * sizeof *v);
+  memcpy(v, samples, (size_t)n * sizeof *v);
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  /* Kept to the nanosecond: the clock and the noise allow no more, and the file stays readable. */
+  const hsc_lat_entry e = {round(quantile(v, n, 0.5) * 1e6) / 1e6,
+                           round((quantile(v, n, 0.75) - quantile(v, n, 0.25)) * 1e6) / 1e6};
+  free(v);
+  return e;
+}
+
+/* The protocol above over jobs [n] (the ones this rank measures). HSC_ERR_STOPPED on a signal. */
+static hsc_status measure(bench *b, job *jobs, int n, hsc_progress *pg, hsc_error *err) {
+  const hsc_config *cfg = b->cfg;
+  const int repeats = cfg->latency.repeats;
+  double done = 0;
+  for (int i = 0; i < n; i++) {
+    for (int w = 0; w < cfg->latency.warmup; w++) run_job(b, &jobs[i]);
+    const double t1 = time_job(b, &jobs[i], 1);
+    const double want = cfg->latency.min_sample_ms / (t1 > 0 ? t1 : 1e-6);
+    jobs[i].inner = want <= 1 ? 1 : want >= MAX_INNER ? MAX_INNER : (int)ceil(want);
+    jobs[i].samples = hsc_xmalloc((size_t)repeats * sizeof(double));
+    hsc_progress_update(pg, ++done);
+    if (hsc_signals_pending()) goto stopped;
+  }
+  int *order = hsc_xmalloc((size_t)n * sizeof *order);
+  for (int r = 0; r < repeats; r++) {
+    hsc_rng rng;
+    hsc_rng_init(&rng, (uint64_t)cfg->run.seed, HSC_RNG_PROFILE, STREAM_ROUND + (uint64_t)r);
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+      const int k = (int)hsc_rng_below(&rng, (uint32_t)(i + 1));
+      const int t = order[i];
+      order[i] = order[k];
+      order[k] = t;
+    }
+    for (int i = 0; i < n; i++) {
+      job *j = &jobs[order[i]];
+      run_job(b, j);
+      j->samples[r] = time_job(b, j, j->inner);
+      hsc_progress_update(pg, ++done);
+    }
+    if (hsc_signals_pending()) {
+      free(order);
+      goto stopped;
+    }
+  }
+  free(order);
+  for (int i = 0; i < n; i++) jobs[i].result = summarise(jobs[i].samples, repeats);
+  return HSC_OK;
+stopped:
+  return hsc_error_set(err, HSC_ERR_STOPPED,
+                       "profiling stopped by a signal; nothing was saved (rerun to start over)");
+}
+
+/* Waits for every rank of comm without spinning: a rank that measures must keep its cores. */
+static void sleepy_barrier(MPI_Comm comm) {
+  MPI_Request req;
+  HSC_CHECK_MPI(MPI_Ibarrier(comm, &req));
+  for (;;) {
+    int done = 0;
+    HSC_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+  }
+}
+
+/* Measures jobs [n] over comm: with `parallel` job i on rank i % size, else all on rank 0. Every rank ends
+ * with every job's result. Collective; every rank returns the same status. */
+static hsc_status measure_over(bench *b, job *jobs, int n, int parallel, MPI_Comm comm, const char *what,
+                               int show, hsc_error *err) {
+  int rank, size;
+  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  HSC_CHECK_MPI(MPI_Comm_size(comm, &size));
+  const int stride = parallel ? size : 1;
+  job *mine = hsc_xcalloc((size_t)n, sizeof *mine);
+  int nmine = 0;
+  if (parallel || rank == 0)
+    for (int i = parallel ? rank : 0; i < n; i += stride) mine[nmine++] = jobs[i];
+  hsc_progress pg;
+  hsc_progress_begin(&pg, what, (double)nmine * (1 + b->cfg->latency.repeats), show && nmine > 0);
+  hsc_error local = {0};
+  int code = nmine ? measure(b, mine, nmine, &pg, &local) : HSC_OK;
+  hsc_progress_end(&pg);
+  sleepy_barrier(comm);
+  /* Each result is measured by exactly one rank, the others add zeros: the sum is that rank's value. */
+  double *v = hsc_xcalloc(2 * (size_t)n + 1, sizeof *v);
+  for (int m = 0, i = parallel ? rank : 0; m < nmine; m++, i += stride) {
+    v[2 * i] = mine[m].result.median;
+    v[2 * i + 1] = mine[m].result.iqr;
+  }
+  v[2 * n] = code;
+  HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 2 * n + 1, MPI_DOUBLE, MPI_SUM, comm));
+  for (int i = 0; i < n; i++) jobs[i].result = (hsc_lat_entry){v[2 * i], v[2 * i + 1]};
+  const int any_failed = v[2 * n] != 0;
+  free(v);
+  for (int m = 0; m < nmine; m++) free(mine[m].samples);
+  free(mine);
+  if (!any_failed) return HSC_OK;
+  /* The first failing rank's message, to every rank. */
+  int from = code != HSC_OK ? rank : size;
+  HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &from, 1, MPI_INT, MPI_MIN, comm));
+  HSC_CHECK_MPI(MPI_Bcast(&local, (int)sizeof local, MPI_BYTE, from, comm));
+  *err = local;
+  return local.code;
+}
+
+/* Architecture i of a set: `spread` draws two scale indices lo <= hi and each block's scale uniformly in
+ * [lo, hi] (from small to large networks); `uniform` draws every gene uniformly. Ops are uniform. */
+static void sample_arch(const hsc_space *s, const char *sampling, uint64_t seed, uint64_t stream,
+                        hsc_arch *a) {
+  hsc_rng r;
+  hsc_rng_init(&r, seed, HSC_RNG_PROFILE, stream);
+  if (strcmp(sampling, "spread") != 0) {
+    hsc_arch_sample(s, NULL, &r, a);
+    return;
+  }
+  int lo = (int)hsc_rng_below(&r, (uint32_t)s->nscales), hi = (int)hsc_rng_below(&r, (uint32_t)s->nscales);
+  if (lo > hi) {
+    const int t = lo;
+    lo = hi;
+    hi = t;
+  }
+  a->nblocks = s->nblocks;
+  for (int l = 0; l < s->nblocks; l++) {
+    a->op[l] = (uint8_t)s->ops[hsc_rng_below(&r, (uint32_t)s->nops)];
+    a->scale[l] = (uint8_t)(lo + (int)hsc_rng_below(&r, (uint32_t)(hi - lo + 1)));
+  }
+}
+
+static void describe_model(hsc_latency_model *m, const bench *b) {
+  const hsc_config *cfg = b->cfg;
+  const hsc_space *s = &b->space;
+  m->format = HSC_LATENCY_FORMAT;
+  snprintf(m->program, sizeof m->program, "hsconas %s", HSC_VERSION);
+  const time_t now = time(NULL);
+  struct tm tm;
+  if (!gmtime_r(&now, &tm) || !strftime(m->created, sizeof m->created, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    snprintf(m->created, sizeof m->created, "unknown");
+  snprintf(m->backend, sizeof m->backend, "%s", b->be->name);
+  b->be->describe(b->ctx, m->device, sizeof m->device);
+  if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "unknown");
+  m->host[sizeof m->host - 1] = '\0';
+  m->threads = b->be->threads(b->ctx);
+  m->pinned = cfg->latency.pin_threads;
+  m->batch = cfg->latency.batch;
+  m->in_c = s->in_c, m->in_h = s->in_h, m->in_w = s->in_w;
+  m->space_hash = s->hash;
+  m->nblocks = s->nblocks, m->nops = s->nops, m->nscales = s->nscales;
+  memcpy(m->ops, s->ops, sizeof m->ops);
+  memcpy(m->scales, s->scales, sizeof m->scales);
+  m->warmup = cfg->latency.warmup;
+  m->repeats = cfg->latency.repeats;
+  m->min_sample_ms = cfg->latency.min_sample_ms;
+  snprintf(m->sampling, sizeof m->sampling, "%s", cfg->latency.sampling);
+  m->seed = cfg->run.seed;
+}
+
+/* MODEL.yaml -> MODEL-archs.csv (the measured architectures, for plots and checks). */
+static void csv_path(const char *model, char *buf, size_t len) {
+  const size_t n = strlen(model);
+  const int yaml = n > 5 && !strcmp(model + n - 5, ".yaml");
+  snprintf(buf, len, "%.*s-archs.csv", (int)(yaml ? n - 5 : n), model);
+}
+
+static hsc_status write_csv(const char *path, const hsc_latency_model *m, const hsc_space *s,
+                            const job *archs, int nfit, int nhold, hsc_error *err) {
+  FILE *f = fopen(path, "w");
+  if (!f) return hsc_error_set(err, HSC_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+  fprintf(f, "set,index,hash,macs,lut_sum_ms,predicted_ms,flops_predicted_ms,measured_ms,iqr_ms,arch\n");
+  char text[HSC_MAX_BLOCKS * 16];
+  for (int i = 0; i < nfit + nhold; i++) {
+    const hsc_arch *a = &archs[i].arch;
+    hsc_arch_format(s, a, text, sizeof text);
+    const double macs = (double)hsc_arch_flops(s, a);
+    fprintf(f, "%s,%d,%016llx,%.0f,%.6f,%.6f,%.6f,%.6f,%.6f,\"%s\"\n", i < nfit ? "fit" : "holdout",
+            i < nfit ? i : i - nfit, (unsigned long long)hsc_arch_hash(s, a), macs, hsc_latency_lut_sum(m, a),
+            hsc_latency_predict(m, a), m->flops_k * macs + m->flops_b, archs[i].result.median,
+            archs[i].result.iqr, text);
+  }
+  const int bad = ferror(f);
+  if (fclose(f) != 0 || bad) return hsc_error_set(err, HSC_ERR_IO, "cannot write %s", path);
+  return HSC_OK;
+}
+
+/* Fits k, b (and the FLOPs proxy) on the first nfit archs, and rates both on the rest. */
+static void fit_model(hsc_latency_model *m, const hsc_space *s, const job *archs, int nfit, int nhold) {
+  const int n = nfit + nhold;
+  double *sum = hsc_xmalloc((size_t)n * sizeof *sum), *meas = hsc_xmalloc((size_t)n * sizeof *meas);
+  double *macs = hsc_xmalloc((size_t)n * sizeof *macs), *pred = hsc_xmalloc((size_t)n * sizeof *pred);
+  for (int i = 0; i < n; i++) {
+    sum[i] = hsc_latency_lut_sum(m, &archs[i].arch);
+    meas[i] = archs[i].result.median;
+    macs[i] = (double)hsc_arch_flops(s, &archs[i].arch);
+  }
+  hsc_fit_line(sum, meas, nfit, &m->k, &m->b);
+  hsc_fit_line(macs, meas, nfit, &m->flops_k, &m->flops_b);
+  for (int i = 0; i < n; i++) pred[i] = hsc_latency_predict(m, &archs[i].arch);
+  hsc_lat_quality_compute(meas, pred, nfit, &m->fit);
+  hsc_lat_quality_compute(meas + nfit, pred + nfit, nhold, &m->holdout);
+  for (int i = 0; i < n; i++) pred[i] = m->flops_k * macs[i] + m->flops_b;
+  hsc_lat_quality_compute(meas + nfit, pred + nfit, nhold, &m->flops);
+  free(sum);
+  free(meas);
+  free(macs);
+  free(pred);
+}
+
+/* Ranks that share a node's CPU cores must not measure at the same time. */
+static hsc_status check_parallel(const hsc_config *cfg, MPI_Comm comm, hsc_error *err) {
+  if (!cfg->latency.parallel) return HSC_OK;
+  int local = 0;
+  MPI_Comm node;
+  HSC_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  HSC_CHECK_MPI(MPI_Comm_size(node, &local));
+  HSC_CHECK_MPI(MPI_Comm_free(&node));
+  if (local > 1 && !strcmp(cfg->dist.backend, "cpu"))
+    return hsc_error_set(err, HSC_ERR_INPUT,
+                         "latency.parallel: %d ranks share this node's CPU cores and would disturb each "
+                         "other's timings; run one rank per node, or set latency.parallel=false",
+                         local);
+  return HSC_OK;
+}
+
+/* Whether to profile: no model file, or one that does not parse (a warning), or --force. A valid model for
+ * another space, batch or backend is kept (an error) unless forced. *have = 1: m holds the existing model. */
+static hsc_status existing_model(const hsc_config *cfg, const hsc_space *s, const char *path, int force,
+                                 MPI_Comm comm, hsc_latency_model *m, int *have, hsc_error *err) {
+  *have = 0;
+  int exists = access(path, F_OK) == 0;
+  HSC_CHECK_MPI(MPI_Bcast(&exists, 1, MPI_INT, 0, comm));
+  if (!exists || force) return HSC_OK;
+  hsc_error e = {0};
+  if (hsc_latency_load(m, path, NULL, 0, NULL, comm, &e) != HSC_OK) {
+    hsc_log(HSC_LOG_WARN, "%s (profiling again)", e.msg);
+    return HSC_OK;
+  }
+  hsc_status st = hsc_latency_check(m, s, cfg->latency.batch, cfg->dist.backend, path, err);
+  if (st != HSC_OK) {
+    const size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             "; it was kept: remove it, set latency.model, or pass --force");
+    return st;
+  }
+  *have = 1;
+  return HSC_OK;
+}
+
+hsc_status hsc_latency_profile(const hsc_config *cfg, MPI_Comm comm, const hsc_profile_opts *opts,
+                               hsc_latency_model *m, hsc_error *err) {
+  int rank;
+  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  hsc_signals_install();
+  char path[HSC_CFG_PATH + 16], dir[HSC_CFG_PATH + 16];
+  hsc_latency_model_path(cfg, path, sizeof path);
+  hsc_space space;
+  hsc_status st = hsc_space_init(&space, cfg, err);
+  if (st != HSC_OK) return st;
+  if ((st = check_parallel(cfg, comm, err)) != HSC_OK) return st;
+  int have = 0;
+  if ((st = existing_model(cfg, &space, path, opts->force, comm, m, &have, err)) != HSC_OK) return st;
+  if (have) {
+    hsc_log(HSC_LOG_INFO,
+            "%s already holds the latency model of this space, batch %d and backend %s (created "
+            "%s); nothing to profile (--force profiles again)",
+            path, m->batch, m->backend, m->created);
+    return HSC_OK;
+  }
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  int code = rank == 0 && slash ? hsc_make_dirs(dir, err) : HSC_OK;
+  HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
+  if (code != HSC_OK) {
+    HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
+    return err->code = (hsc_status)code;
+  }
+
+  bench b;
+  if ((st = bench_open(&b, cfg, err)) != HSC_OK) return st;
+  const hsc_space *s = &b.space;
+  /* Jobs: stem, head, every (block, op, scale), then the fit and hold-out architectures. */
+  const int nfit = cfg->latency.fit_archs, nhold = cfg->latency.holdout_archs;
+  const int nlut = 2 + s->nblocks * s->nops * s->nscales, n = nlut + nfit + nhold;
+  job *jobs = hsc_xcalloc((size_t)n, sizeof *jobs);
+  int j = 0;
+  hsc_arch_uniform(s, s->ops[0], 0, &jobs[j].arch);
+  jobs[j++].part = -1;
+  hsc_arch_uniform(s, s->ops[0], 0, &jobs[j].arch);
+  jobs[j++].part = s->nblocks;
+  for (int l = 0; l < s->nblocks; l++)
+    for (int o = 0; o < s->nops; o++)
+      for (int sc = 0; sc < s->nscales; sc++) {
+        hsc_arch_uniform(s, s->ops[o], sc, &jobs[j].arch);
+        jobs[j++].part = l;
+      }
+  for (int i = 0; i < nfit + nhold; i++, j++) {
+    const uint64_t stream = i < nfit ? STREAM_FIT + (uint64_t)i : STREAM_HOLDOUT + (uint64_t)(i - nfit);
+    sample_arch(s, cfg->latency.sampling, (uint64_t)cfg->run.seed, stream, &jobs[j].arch);
+    jobs[j].part = ARCH_JOB;
+  }
+  /* One full forward first: every buffer holds real activations before anything is timed. */
+  hsc_supernet_forward(b.net, &jobs[nlut].arch, HSC_BN_EVAL);
+  char desc[512];
+  b.be->describe(b.ctx, desc, sizeof desc);
+  hsc_log(HSC_LOG_INFO,
+          "profiling %d LUT entries and %d + %d architectures at batch %d on %s (%s); %d warm-up runs, %d "
+          "rounds%s",
+          nlut, nfit, nhold, cfg->latency.batch, b.be->name, desc, cfg->latency.warmup, cfg->latency.repeats,
+          cfg->latency.parallel ? ", split over the ranks" : "");
+  st = measure_over(&b, jobs, n, cfg->latency.parallel, comm, "profile", rank == 0 && !opts->quiet, err);
+  if (st == HSC_OK) {
+    memset(m, 0, sizeof *m);
+    describe_model(m, &b);
+    m->stem = jobs[0].result;
+    m->head = jobs[1].result;
+    for (int i = 2; i < nlut; i++) {
+      const int l = jobs[i].part;
+      m->lut[l][jobs[i].arch.op[l]][jobs[i].arch.scale[l]] = jobs[i].result;
+    }
+    fit_model(m, s, jobs + nlut, nfit, nhold);
+    code = HSC_OK;
+    if (rank == 0) {
+      char csv[HSC_CFG_PATH + 32];
+      csv_path(path, csv, sizeof csv);
+      code = hsc_latency_save(m, path, err);
+      if (code == HSC_OK) code = write_csv(csv, m, s, jobs + nlut, nfit, nhold, err);
+    }
+    HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
+    if (code != HSC_OK) HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
+    st = err->code = (hsc_status)code;
+  }
+  free(jobs);
+  bench_close(&b);
+  return st;
+}
+
+hsc_status hsc_latency_measure(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *archs, int n,
+                               hsc_lat_entry *out, hsc_error *err) {
+  int rank;
+  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  hsc_signals_install();
+  bench b;
+  hsc_status st = bench_open(&b, cfg, err);
+  if (st != HSC_OK) return st;
+  job *jobs = hsc_xcalloc((size_t)n, sizeof *jobs);
+  for (int i = 0; i < n; i++) jobs[i] = (job){.part = ARCH_JOB, .arch = archs[i]};
+  hsc_supernet_forward(b.net, &archs[0], HSC_BN_EVAL);
+  st = measure_over(&b, jobs, n, 0, comm, "measure", 0, err);
+  for (int i = 0; i < n && st == HSC_OK; i++) out[i] = jobs[i].result;
+  free(jobs);
+  bench_close(&b);
+  return st;
+}
