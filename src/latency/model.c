@@ -32,25 +32,27 @@ void hsc_latency_model_path(const hsc_config *cfg, char *buf, size_t len) {
 
 /* ---- checks ---- */
 
-static void describe_space(const hsc_latency_model *m, char *buf, size_t len) {
-  int n = snprintf(buf, len, "hash 0x%016" PRIx64 ", %d blocks, ops", m->space_hash, m->nblocks);
-  for (int i = 0; i < m->nops && n > 0 && (size_t)n < len; i++)
-    n += snprintf(buf + n, len - (size_t)n, "%s%s", i ? "," : " ", hsc_op_name(m->ops[i]));
-  for (int i = 0; i < m->nscales && n > 0 && (size_t)n < len; i++)
-    n += snprintf(buf + n, len - (size_t)n, "%s%g", i ? "," : ", scales ", m->scales[i]);
+static void describe_space(uint64_t hash, int nblocks, const hsc_op *ops, int nops, const double *scales,
+                           int nscales, char *buf, size_t len) {
+  int n = snprintf(buf, len, "hash 0x%016" PRIx64 ", %d blocks, ops", hash, nblocks);
+  for (int i = 0; i < nops && n > 0 && (size_t)n < len; i++)
+    n += snprintf(buf + n, len - (size_t)n, "%s%s", i ? "," : " ", hsc_op_name(ops[i]));
+  for (int i = 0; i < nscales && n > 0 && (size_t)n < len; i++)
+    n += snprintf(buf + n, len - (size_t)n, "%s%g", i ? "," : ", scales ", scales[i]);
 }
 
 hsc_status hsc_latency_check(const hsc_latency_model *m, const hsc_space *s, int batch, const char *backend,
                              const char *path, hsc_error *err) {
   if (m->space_hash != s->hash || m->nblocks != s->nblocks || m->nscales != s->nscales ||
       m->nops != s->nops) {
-    char have[512];
-    describe_space(m, have, sizeof have);
+    char have[400], want[400];
+    describe_space(m->space_hash, m->nblocks, m->ops, m->nops, m->scales, m->nscales, have, sizeof have);
+    describe_space(s->hash, s->nblocks, s->ops, s->nops, s->scales, s->nscales, want, sizeof want);
     return hsc_error_set(
         err, HSC_ERR_INPUT,
-        "%s: latency model built for another search space (%s) than this configuration's (hash "
-        "0x%016" PRIx64 ", %d blocks): profile this space with `hsconas profile`",
-        path, have, s->hash, s->nblocks);
+        "%s: latency model built for another search space (%s) than this configuration's (%s): "
+        "profile this space with `hsconas profile`",
+        path, have, want);
   }
   if (m->batch != batch)
     return hsc_error_set(
