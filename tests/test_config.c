@@ -332,7 +332,9 @@ typedef struct {
 static void t_parse_errors(hsc_test *t) {
   char long_dir[1200], too_many[600];
   strcpy(long_dir, "run:\n  dir: ");
-  memset(long_dir + strlen(long_dir), 'a', 1100);
+  const size_t head = strlen(long_dir);
+  memset(long_dir + head, 'a', 1100);
+  strcpy(long_dir + head + 1100, "\n"); /* terminated: the bytes after it are whatever the stack held */
   strcpy(too_many, "space.scales: [");
   for (int i = 0; i < 33; i++) strcat(too_many, i ? ", 0.1" : "0.1");
   strcat(too_many, "]\n");
