@@ -162,9 +162,10 @@ asan-test: deps
 	HSC_SANITIZED=1 tests/run.sh build-asan $(REFDIR)
 
 bench: deps
-	$(MAKE) -j$(NPROC) $(BENCHES)
+	$(MAKE) -j$(NPROC) $(BENCHES) $(BIN)
 	bench/run.sh $(BUILD)
 	bench/train.sh $(BUILD)
+	bench/latency.sh $(BUILD) $(BUILD)/bench/latency
 
 run: deps all
 	@scripts/run.sh $(BUILD)
