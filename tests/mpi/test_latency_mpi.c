@@ -142,11 +142,41 @@ static void t_errors_agree(hsc_test *t) {
   cleanup(&cfg);
 }
 
+/* latency.parallel: job i on rank i % 3, the results gathered; every rank ends with the same complete
+ * model. (Allowed on one node only through the test hook: the timings of ranks sharing cores mean nothing.)
+ */
+static void t_parallel_split(hsc_test *t) {
+  hsc_config cfg;
+  hsc_space s;
+  if (!setup(t, &cfg, &s)) return;
+  hsc_error err = {0};
+  T_REQUIRE(t, hsc_config_set(&cfg, "latency.parallel=true", &err) == HSC_OK);
+  T_REQUIRE(t, setenv("HSC_PROFILE_SHARED_OK", "1", 1) == 0);
+  hsc_latency_model *m = malloc(sizeof *m);
+  const hsc_profile_opts opts = {.quiet = 1};
+  const hsc_status st = hsc_latency_profile(&cfg, MPI_COMM_WORLD, &opts, m, &err);
+  unsetenv("HSC_PROFILE_SHARED_OK");
+  if (st != HSC_OK) {
+    T_FAIL(t, "profile: %s", err.msg);
+  } else {
+    int missing = !(m->stem.median > 0) + !(m->head.median > 0);
+    for (int l = 0; l < s.nblocks; l++)
+      for (int o = 0; o < s.nops; o++)
+        for (int c = 0; c < s.nscales; c++) missing += !(m->lut[l][s.ops[o]][c].median > 0);
+    T_EQ_INT(t, missing, 0);
+    T_CHECK(t, m->fit.n == 8 && m->holdout.n == 4 && m->k > 0);
+    same_everywhere(t, "parallel profile", m, &s);
+  }
+  free(m);
+  cleanup(&cfg);
+}
+
 int main(int argc, char **argv) {
   hsc_proc_init(&argc, &argv);
   static const hsc_test_case cases[] = {
       {"profile_reaches_every_rank_and_loads_identically", t_profile_and_load},
       {"errors_agree_on_every_rank", t_errors_agree},
+      {"parallel_split_gathers_every_entry", t_parallel_split},
   };
   int rc = hsc_test_main("test_latency_mpi", argc, argv, cases, (int)ARRAY_LEN(cases));
   hsc_proc_finalize();
