@@ -96,6 +96,7 @@ static void random_model(const hsc_space *s, hsc_latency_model *m) {
   snprintf(m->backend, sizeof m->backend, "cpu");
   snprintf(m->device, sizeof m->device, "cpu: a \"quoted\" model \\ with: colons, 2 threads");
   snprintf(m->host, sizeof m->host, "node-1");
+  m->cores = 16;
   m->threads = 2;
   m->pinned = 1;
   m->batch = 8;
@@ -152,7 +153,8 @@ static void t_roundtrip(hsc_test *t) {
   T_CHECK(t, hsc_latency_check(back, &s, 8, "cpu", "mem.yaml", &err) == HSC_OK);
   T_CHECK(t,
           !strcmp(back->device, m->device) && !strcmp(back->host, m->host) && !strcmp(back->backend, "cpu"));
-  T_CHECK(t, back->threads == 2 && back->pinned == 1 && back->batch == 8 && back->seed == m->seed);
+  T_CHECK(t, back->cores == 16 && back->threads == 2 && back->pinned == 1 && back->batch == 8 &&
+                 back->seed == m->seed);
   T_CHECK(t, back->space_hash == s.hash && back->nblocks == s.nblocks && back->nscales == s.nscales);
   T_CHECK(t, same_double(back->stem.median, m->stem.median) && same_double(back->head.iqr, m->head.iqr));
   T_CHECK(t, same_double(back->k, m->k) && same_double(back->b, m->b));

@@ -41,6 +41,7 @@ typedef struct {
   char backend[32]; /* cpu | cuda */
   char device[512]; /* the backend's describe() line: CPU model or GPU name, library versions */
   char host[128];
+  int cores;   /* online CPU cores of the host */
   int threads; /* operator threads (CPU) */
   int pinned;
   int batch;

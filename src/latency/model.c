@@ -133,7 +133,8 @@ void hsc_latency_write(const hsc_latency_model *m, FILE *out) {
   put_str(out, m->device);
   fputs("\n  host: ", out);
   put_str(out, m->host);
-  fprintf(out, "\n  threads: %d\n  pinned: %s\n", m->threads, m->pinned ? "true" : "false");
+  fprintf(out, "\n  cores: %d\n  threads: %d\n  pinned: %s\n", m->cores, m->threads,
+          m->pinned ? "true" : "false");
   fprintf(out, "batch: %d\ninput: [%d, %d, %d]\n", m->batch, m->in_c, m->in_h, m->in_w);
   fprintf(out, "space:\n  hash: \"0x%016" PRIx64 "\"\n  blocks: %d\n  ops: [", m->space_hash, m->nblocks);
   for (int i = 0; i < m->nops; i++) fprintf(out, "%s%s", i ? ", " : "", hsc_op_name(m->ops[i]));
@@ -473,6 +474,7 @@ static hsc_status parse_doc(doc_ctx *c, hsc_latency_model *m) {
       (st = get_string(c, dev, "backend", "device.backend", m->backend, sizeof m->backend)) != HSC_OK ||
       (st = get_string(c, dev, "description", "device.description", m->device, sizeof m->device)) != HSC_OK ||
       (st = get_string(c, dev, "host", "device.host", m->host, sizeof m->host)) != HSC_OK ||
+      (st = get_int(c, dev, "cores", "device.cores", 0, 1 << 20, &m->cores)) != HSC_OK ||
       (st = get_int(c, dev, "threads", "device.threads", 0, 1 << 20, &m->threads)) != HSC_OK ||
       (st = get_bool(c, dev, "pinned", "device.pinned", &m->pinned)) != HSC_OK ||
       (st = get_int(c, root, "batch", "batch", 1, 1 << 20, &m->batch)) != HSC_OK ||

@@ -262,6 +262,8 @@ static void describe_model(hsc_latency_model *m, const bench *b) {
   b->be->describe(b->ctx, m->device, sizeof m->device);
   if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "unknown");
   m->host[sizeof m->host - 1] = '\0';
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  m->cores = cores > 0 ? (int)cores : 0;
   m->threads = b->be->threads(b->ctx);
   m->pinned = cfg->latency.pin_threads;
   m->batch = cfg->latency.batch;
