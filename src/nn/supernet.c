@@ -86,6 +86,7 @@ struct hsc_supernet {
   hsc_region *regions; /* the step's touched regions */
   float *packed;       /* backend [params.total]: gradients packed for the all-reduce */
   float *host;         /* host copy of packed (the same memory role on the CPU backend) */
+  MPI_Comm dp_comm;    /* the communicator the backend's collectives are attached to, or MPI_COMM_NULL */
 };
 
 /* ---- widths and shapes ---- */
@@ -279,6 +280,7 @@ hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc
   net->bn_momentum = 0.1f;
   net->bn_eps = 1e-5f;
   net->sync = MPI_COMM_NULL;
+  net->dp_comm = MPI_COMM_NULL;
 
   /* Parameters in network order: stem, blocks, head, classifier. */
   {
@@ -871,17 +873,28 @@ hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, M
   const int nr = hsc_supernet_regions(net, a, o->weight_decay, net->regions);
   if (size > 1) {
     /* Gradients of the path only (a fraction of the supernet), in one message. */
-    if (!net->packed) {
-      net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
-      net->host = hsc_xmalloc(net->params.total * sizeof(float));
-    }
+    if (!net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
     const size_t count = hsc_regions_count(net->regions, nr);
     be->pack_regions(net->ctx, net->regions, nr, net->g, net->packed);
-    be->download(net->ctx, net->host, net->packed, count * sizeof(float));
-    HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, net->host, (int)count, MPI_FLOAT, MPI_SUM, comm));
-    const float inv = 1.0f / (float)size;
-    for (size_t i = 0; i < count; i++) net->host[i] *= inv;
-    be->upload(net->ctx, net->packed, net->host, count * sizeof(float));
+    if (be->allreduce_mean) {
+      /* On the device (NCCL on the GPU backend): attached on the first step with this communicator. (A
+       * communicator is recognised by its handle: one freed and another created at the same address
+       * would be taken for it; hsconas keeps its training communicator for the whole run.) */
+      if (net->dp_comm != comm) {
+        hsc_error err = {0};
+        if (be->comm_attach(net->ctx, comm, &err) != HSC_OK)
+          hsc_fatal("%s backend: gradient all-reduce: %s", be->name, err.msg);
+        net->dp_comm = comm;
+      }
+      be->allreduce_mean(net->ctx, net->packed, count);
+    } else {
+      if (!net->host) net->host = hsc_xmalloc(net->params.total * sizeof(float));
+      be->download(net->ctx, net->host, net->packed, count * sizeof(float));
+      HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, net->host, (int)count, MPI_FLOAT, MPI_SUM, comm));
+      const float inv = 1.0f / (float)size;
+      for (size_t i = 0; i < count; i++) net->host[i] *= inv;
+      be->upload(net->ctx, net->packed, net->host, count * sizeof(float));
+    }
     be->unpack_regions(net->ctx, net->regions, nr, net->packed, net->g);
   }
   hsc_sgd_desc sgd = {.lr = o->lr, .momentum = o->momentum, .dampening = 0.0f, .nesterov = o->nesterov};
