@@ -4,6 +4,8 @@
 #   tests/gpu/run_tests.sh BUILD
 # test_gpu_ops runs once on one process (every case; the NCCL case skips there, saying so), then its
 # NCCL case again under `mpirun -np 2` when two GPUs are visible (else that run is skipped, saying so).
+# Environment (tests/gpu/run.sh sets them to run the binaries with their bundled libraries): HSC_GPU_RUN, a
+# command prefix for the test binary; HSC_GPU_MPIRUN, the mpirun command (default mpirun).
 set -u
 build=${1:?usage: tests/gpu/run_tests.sh BUILD}
 bin=$build/tests/gpu/test_gpu_ops
@@ -29,7 +31,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 echo "== test_gpu_ops (1 process)"
-timeout -k 10 900 "$bin" >"$log" 2>&1
+read -r -a run <<<"${HSC_GPU_RUN:-}"
+read -r -a mpirun <<<"${HSC_GPU_MPIRUN:-mpirun}"
+timeout -k 10 900 "${run[@]}" "$bin" >"$log" 2>&1
 rc=$?
 cat "$log"
 tally "$log" $rc
@@ -37,7 +41,7 @@ tally "$log" $rc
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 if [ "${gpus:-0}" -ge 2 ]; then
   echo "== test_gpu_ops nccl (mpirun -np 2)"
-  timeout -k 10 600 mpirun -np 2 --oversubscribe "$bin" nccl >"$log" 2>&1
+  timeout -k 10 600 "${mpirun[@]}" -np 2 --oversubscribe "${run[@]}" "$bin" nccl >"$log" 2>&1
   rc=$?
   cat "$log"
   tally "$log" $rc
