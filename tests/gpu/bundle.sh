@@ -25,7 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 out=${1:-build-gpu/bundle}
-build=build-gpu
+build="build-gpu"
 while [ -e /work/QUIET ]; do sleep 15; done # the project's quiet lock (a no-op elsewhere)
 nice -n 10 make -j"$(nproc)" BUILD=$build CUDA=1 ARCH=x86-64-v3 $build/hsconas $build/tests/gpu/test_gpu_ops \
   $build/bench/gpu >/dev/null

@@ -17,7 +17,7 @@ logdir=${1:?usage: tests/gpu/run.sh LOGDIR}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$logdir"
 logdir=$(cd "$logdir" && pwd)
-cd "$root"
+cd "$root" || exit 1
 summary=$logdir/summary.txt
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
@@ -99,7 +99,7 @@ if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)
   mpirun="env LD_LIBRARY_PATH=$libpath $B/ompi/bin/orterun"
 else
   mode="bundled glibc (host has ${have:-unknown}, the bundle needs $need)"
-  loader=$(ls "$B"/glibc/ld-linux*.so* | head -1)
+  loader=$(find "$B/glibc" -name "ld-linux*.so*" | head -1)
   lp=$B/lib:$B/glibc:$cuda_ld
   run="$loader --library-path $lp"
   mpirun="$loader --library-path $lp $B/ompi/bin/orterun"
@@ -139,6 +139,9 @@ note "tests: $(tail -n 1 "$logdir/test-gpu.txt")"
 grep -E '^(FAIL|skip)' "$logdir/test-gpu.txt" | tee -a "$summary"
 
 if [ "${HSC_GPU_SKIP_BENCH:-0}" != 1 ]; then
+  # 20 timed steps after 5 warm-up ones per side, metric and batch (bench/gpu.c's default is 30): the
+  # whole script fits a device session of a few minutes.
+  export HSC_BENCH_STEPS=${HSC_BENCH_STEPS:-20} HSC_BENCH_WARMUP=${HSC_BENCH_WARMUP:-5}
   HSC_GPU_RUN=$run PYTHON=$python bench/gpu.sh "$B/build" "$logdir/bench" >"$logdir/bench.txt" 2>&1 || status=1
   cat "$logdir/bench/gpu.md" >>"$summary" 2>/dev/null || note "bench: no table (see $logdir/bench.txt)"
   cat "$logdir/bench/gpu.md" 2>/dev/null
