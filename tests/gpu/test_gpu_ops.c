@@ -9,7 +9,9 @@
  * agree with the host MPI path of the CPU backend.
  *
  * Unlike tests/test_cuda.c (compiled and run everywhere, skipping without a device), this program exists
- * for GPU machines: without a usable device it fails with "no CUDA device: ...".
+ * for GPU machines: without a usable device it fails with "no CUDA device: ...". HSC_TEST_GPU_BACKEND=cpu
+ * runs every case with the CPU backend in the GPU's place: a check of the test program itself (its
+ * shapes, bookkeeping and the training run's threshold) on a machine without a GPU, not of the GPU.
  *
  * Tolerances. The GPU sums in other orders (cuDNN and cuBLAS tiles, block reductions) and contracts
  * multiply-adds, so results differ from the CPU's by float rounding that grows with the number of terms
@@ -47,10 +49,16 @@ typedef struct {
   hsc_backend_ctx *ctx;
 } gpu;
 
-/* Opens the CUDA backend; every case needs it. */
+/* The backend under test: "cuda", or HSC_TEST_GPU_BACKEND (see the top of the file). */
+static const char *backend_name(void) {
+  const char *e = getenv("HSC_TEST_GPU_BACKEND");
+  return e && *e ? e : "cuda";
+}
+
+/* Opens the backend under test; every case needs it. */
 static int gpu_open(hsc_test *t, gpu *g) {
   hsc_error err = {0};
-  g->be = hsc_backend_find("cuda", &err);
+  g->be = hsc_backend_find(backend_name(), &err);
   g->ctx = NULL;
   if (!g->be) {
     T_FAIL(t, "no CUDA device: %s", err.msg);
@@ -610,7 +618,7 @@ static void t_nccl_data_parallel(hsc_test *t) {
   int fewest = devices;
   if (hsc_proc()->mpi) HSC_CHECK_MPI(MPI_Allreduce(&devices, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
   if (size < 2) T_SKIP(t, "needs 2 ranks: run under mpirun -np 2 (tests/gpu/run.sh does when 2 GPUs exist)");
-  if (fewest < 2 && hsc_proc()->local_size > 1)
+  if (!strcmp(backend_name(), "cuda") && fewest < 2 && hsc_proc()->local_size > 1)
     T_SKIP(t,
            "needs a GPU per rank: %d visible to the ranks of one node; NCCL cannot put two ranks on one GPU",
            fewest);
@@ -658,7 +666,7 @@ int main(int argc, char **argv) {
   hsc_proc_init(&argc, &argv);
   /* One clear line before anything else when there is no device to test. */
   hsc_error err = {0};
-  const hsc_backend *be = hsc_backend_find("cuda", &err);
+  const hsc_backend *be = hsc_backend_find(backend_name(), &err);
   hsc_backend_ctx *ctx = NULL;
   if (!be || be->init(&ctx, &(hsc_backend_opts){.threads = 0, .device = -1}, &err) != HSC_OK) {
     fprintf(stderr, "test_gpu_ops: no CUDA device: %s\n", err.msg);
