@@ -243,13 +243,17 @@ typedef struct hsc_backend {
   void (*pack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf, float *packed);
   void (*unpack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed, float *buf);
 
-  /* Data-parallel collectives on backend memory. OPTIONAL: NULL in a backend without them (the CPU one),
-   * and callers then go through host memory and MPI. comm_attach binds the context to comm (collective:
-   * every rank of comm calls it; a later call replaces the binding); HSC_ERR_DEVICE with a message when the
-   * device library cannot connect the ranks. allreduce_mean replaces buf [count] by the mean over comm's
-   * ranks of their buf (the sum divided by the rank count), in order with the context's other work. */
+  /* Data-parallel collectives on backend memory. OPTIONAL: all three NULL in a backend without them (the
+   * CPU one), and callers then go through host memory and MPI. comm_attach binds the context to comm
+   * (collective: every rank of comm calls it; a later call replaces the binding); HSC_ERR_DEVICE with a
+   * message when the device library cannot connect the ranks. allreduce_mean starts replacing buf [count]
+   * by the mean over comm's ranks of their buf (the sum divided by the rank count), after the work already
+   * queued; work queued after it runs alongside (the point: the all-reduce of the last layers' gradients
+   * overlaps the backward of the first ones) and must not touch buf until comm_wait, after which queued work
+   * sees every started mean. */
   hsc_status (*comm_attach)(hsc_backend_ctx *ctx, MPI_Comm comm, hsc_error *err);
   void (*allreduce_mean)(hsc_backend_ctx *ctx, float *buf, size_t count);
+  void (*comm_wait)(hsc_backend_ctx *ctx);
 } hsc_backend;
 
 /* Number of floats the regions hold in total. */

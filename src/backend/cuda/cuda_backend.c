@@ -433,4 +433,5 @@ const hsc_backend hsc_backend_cuda = {
     .unpack_regions = cuda_unpack_regions,
     .comm_attach = hsc_cuda_comm_attach,
     .allreduce_mean = hsc_cuda_allreduce_mean,
+    .comm_wait = hsc_cuda_comm_wait,
 };

@@ -105,6 +105,7 @@ void hsc_cuda_scale_rows(hsc_backend_ctx *ctx, int rows, int cols, const float *
 /* nccl.c */
 hsc_status hsc_cuda_comm_attach(hsc_backend_ctx *ctx, MPI_Comm comm, hsc_error *err);
 void hsc_cuda_allreduce_mean(hsc_backend_ctx *ctx, float *buf, size_t count);
+void hsc_cuda_comm_wait(hsc_backend_ctx *ctx);
 void hsc_cuda_comm_free(hsc_cuda_ctx *c);
 
 #endif

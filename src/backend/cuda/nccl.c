@@ -1,10 +1,10 @@
-/* Data-parallel gradient averaging on NCCL (backend.h comm_attach, allreduce_mean).
+/* Data-parallel gradient averaging on NCCL (backend.h comm_attach, allreduce_mean, comm_wait).
  *
  * The NCCL communicator mirrors an MPI communicator: rank 0 makes the unique id, MPI broadcasts it, every
- * rank joins with its MPI rank. The all-reduce runs on the context's own `comm` stream, ordered after the
- * work already queued on the compute stream (an event) and before anything queued after it (another), so
- * for the caller it behaves like one more operator on the stream, while NCCL's kernels sit on a stream of
- * their own (they can overlap with compute queued independently of the gradients). */
+ * rank joins with its MPI rank. Each all-reduce runs on the context's own `comm` stream, after the work
+ * already queued on the compute stream (an event), so NCCL's kernels run alongside the compute queued
+ * after it (the supernet's backward of the earlier blocks); comm_wait makes the compute stream wait for
+ * every all-reduce started so far (another event). */
 #include "cuda_internal.h"
 
 void hsc_cuda_comm_free(hsc_cuda_ctx *c) {
@@ -46,8 +46,8 @@ hsc_status hsc_cuda_comm_attach(hsc_backend_ctx *ctx, MPI_Comm comm, hsc_error *
   return HSC_OK;
 }
 
-/* buf [count] (device) = the mean over the attached ranks of their buf, in place (ncclAvg: the sum, divided
- * by the rank count). */
+/* Starts buf [count] (device) = the mean over the attached ranks of their buf, in place (ncclAvg: the sum
+ * divided by the rank count), after the work queued so far on the compute stream. */
 void hsc_cuda_allreduce_mean(hsc_backend_ctx *ctx, float *buf, size_t count) {
   hsc_cuda_ctx *c = hsc_cuda(ctx);
   if (!c->nccl) hsc_fatal("cuda backend: allreduce_mean before comm_attach");
@@ -55,6 +55,11 @@ void hsc_cuda_allreduce_mean(hsc_backend_ctx *ctx, float *buf, size_t count) {
   HSC_CHECK_CUDA(cudaEventRecord(c->queued, c->stream));
   HSC_CHECK_CUDA(cudaStreamWaitEvent(c->comm_stream, c->queued, 0));
   HSC_CHECK_NCCL(ncclAllReduce(buf, buf, count, ncclFloat, ncclAvg, c->nccl, c->comm_stream));
+}
+
+/* Work queued on the compute stream from now on waits for every all-reduce started before. */
+void hsc_cuda_comm_wait(hsc_backend_ctx *ctx) {
+  hsc_cuda_ctx *c = hsc_cuda(ctx);
   HSC_CHECK_CUDA(cudaEventRecord(c->reduced, c->comm_stream));
   HSC_CHECK_CUDA(cudaStreamWaitEvent(c->stream, c->reduced, 0));
 }
