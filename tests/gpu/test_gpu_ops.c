@@ -605,9 +605,9 @@ static void t_training_loss_falls(hsc_test *t) {
 
 /* ---- data-parallel steps over NCCL (mpirun -np 2, two GPUs) ---- */
 
-/* Each rank trains its half of a batch for 3 steps on the GPU (gradients averaged by NCCL) and on the CPU
- * (host MPI_Allreduce). The two must agree (NET_RTOL per tensor), and the GPU weights must be bitwise equal
- * on both ranks (NCCL gives every rank the same sum). */
+/* Each rank trains its half of a batch for 3 steps on the GPU (gradients averaged by NCCL in small buckets
+ * during the backward) and on the CPU (host MPI_Allreduce after it). The two must agree (NET_RTOL per
+ * tensor), and the GPU weights must be bitwise equal on both ranks (NCCL gives every rank the same sum). */
 static void t_nccl_data_parallel(hsc_test *t) {
   int size = 1, rank = 0, devices = 0;
   if (hsc_proc()->mpi) {
@@ -636,6 +636,7 @@ static void t_nccl_data_parallel(hsc_test *t) {
   }
   hsc_supernet_init_weights(cn, 21);
   hsc_supernet_init_weights(gn, 21);
+  hsc_supernet_set_bucket(gn, 256); /* several all-reduces per step, overlapping the backward */
   float *x = tu_randn(900 + (uint64_t)rank, (size_t)PER * 256, 1.0f);
   int32_t y[PER];
   for (int i = 0; i < PER; i++) y[i] = (rank * PER + i) % 10;
