@@ -60,13 +60,15 @@ static __global__ void bn_partials(int n, int c, int hw, int splits, const float
                                    const float *__restrict__ mean, double *__restrict__ partials) {
   __shared__ double sh[2][HSC_K_THREADS / 32];
   const int ci = blockIdx.x, s = blockIdx.y;
-  const long m = (long)n * hw;
-  const long j0 = m * s / splits, j1 = m * (s + 1) / splits;
+  /* A channel's values: j in [0, n * hw); 32-bit (hsc_k_bn_* reject larger channels). */
+  const unsigned m = (unsigned)n * (unsigned)hw;
+  const unsigned j0 = (unsigned)((unsigned long long)m * s / splits),
+                 j1 = (unsigned)((unsigned long long)m * (s + 1) / splits);
   const float ref = PART == PART_STATS ? x[(size_t)ci * hw] : mean[ci];
   double a1 = 0.0, a2 = 0.0;
-  for (long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-    const long img = j / hw;
-    const size_t off = ((size_t)img * c + ci) * (size_t)hw + (size_t)(j - img * hw);
+  for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+    const unsigned img = j / (unsigned)hw;
+    const size_t off = ((size_t)img * c + ci) * (size_t)hw + (j - img * (unsigned)hw);
     const float v = x[off] - ref;
     if (PART == PART_STATS) {
       a1 += v;
@@ -144,14 +146,26 @@ static __global__ void bn_infer_scale(int c, float eps, const float *__restrict_
 }
 
 /* y = relu?((x - mean) * scale + beta) per channel (beta NULL = 0); y may alias x. */
-static __global__ void bn_apply(size_t count, int c, int hw, int relu, const float *x,
-                                const float *__restrict__ mean, const float *__restrict__ scale,
-                                const float *__restrict__ beta, float *y) {
-  HSC_K_FOR(i, count) {
-    const int ci = (int)(i / (size_t)hw % (size_t)c);
+template <typename I>
+static __global__ void bn_apply(I count, I c, I hw, int relu, const float *x, const float *__restrict__ mean,
+                                const float *__restrict__ scale, const float *__restrict__ beta, float *y) {
+  HSC_K_FOR_T(I, i, count) {
+    const I ci = i / hw % c;
     const float v = (x[i] - mean[ci]) * scale[ci] + (beta ? beta[ci] : 0.0f);
     y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
   }
+}
+
+static void launch_apply(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *mean,
+                         const float *scale, const float *beta, float *y) {
+  const size_t count = (size_t)d->n * d->c * d->hw;
+  const unsigned blocks = hsc_k_blocks(count);
+  if (hsc_k_fits32(count))
+    bn_apply<unsigned><<<blocks, HSC_K_THREADS, 0, stream>>>((unsigned)count, (unsigned)d->c, (unsigned)d->hw,
+                                                             d->relu, x, mean, scale, beta, y);
+  else
+    bn_apply<size_t><<<blocks, HSC_K_THREADS, 0, stream>>>(count, (size_t)d->c, (size_t)d->hw, d->relu, x,
+                                                           mean, scale, beta, y);
 }
 
 /* Gradient coefficients from the partials (sum g, sum g (x - mean)), as the CPU backend:
@@ -193,14 +207,14 @@ static __global__ void bn_elemt_coef(int c, const float *__restrict__ gamma, con
 }
 
 /* dx (+)= k g + a (x - mean) + b, g = dy masked as in bn_partials. */
-template <int MASK>
-static __global__ void bn_dx(size_t count, int c, int hw, int assign, const float *__restrict__ x,
+template <typename I, int MASK>
+static __global__ void bn_dx(I count, I c, I hw, int assign, const float *__restrict__ x,
                              const float *__restrict__ y, const float *__restrict__ dy,
                              const float *__restrict__ mean, const float *__restrict__ k,
                              const float *__restrict__ a, const float *__restrict__ b,
                              float *__restrict__ dx) {
-  HSC_K_FOR(i, count) {
-    const int ci = (int)(i / (size_t)hw % (size_t)c);
+  HSC_K_FOR_T(I, i, count) {
+    const I ci = i / hw % c;
     const float xc = x[i] - mean[ci], d = dy[i];
     const float g = MASK == MASK_NONE ? d
                     : MASK == MASK_X  ? (xc > 0.0f ? d : 0.0f)
@@ -248,38 +262,50 @@ static void launch_partials(cudaStream_t stream, const hsc_kbn *d, int part, int
         <<<grid, HSC_K_THREADS, 0, stream>>>(d->n, d->c, d->hw, splits, x, y, dy, mean, partials);
 }
 
+template <int MASK>
+static void launch_dx_mask(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *y,
+                           const float *dy, const float *mean, const float *k, const float *a, const float *b,
+                           float *dx) {
+  const size_t count = (size_t)d->n * d->c * d->hw;
+  const unsigned blocks = hsc_k_blocks(count);
+  if (hsc_k_fits32(count))
+    bn_dx<unsigned, MASK><<<blocks, HSC_K_THREADS, 0, stream>>>(
+        (unsigned)count, (unsigned)d->c, (unsigned)d->hw, d->dx_assign, x, y, dy, mean, k, a, b, dx);
+  else
+    bn_dx<size_t, MASK><<<blocks, HSC_K_THREADS, 0, stream>>>(count, (size_t)d->c, (size_t)d->hw,
+                                                              d->dx_assign, x, y, dy, mean, k, a, b, dx);
+}
+
 static void launch_dx(cudaStream_t stream, const hsc_kbn *d, int mask, const float *x, const float *y,
                       const float *dy, const float *mean, const float *k, const float *a, const float *b,
                       float *dx) {
-  const size_t count = (size_t)d->n * d->c * d->hw;
-  const unsigned blocks = hsc_k_blocks(count);
   if (mask == MASK_X)
-    bn_dx<MASK_X>
-        <<<blocks, HSC_K_THREADS, 0, stream>>>(count, d->c, d->hw, d->dx_assign, x, y, dy, mean, k, a, b, dx);
+    launch_dx_mask<MASK_X>(stream, d, x, y, dy, mean, k, a, b, dx);
   else if (mask == MASK_Y)
-    bn_dx<MASK_Y>
-        <<<blocks, HSC_K_THREADS, 0, stream>>>(count, d->c, d->hw, d->dx_assign, x, y, dy, mean, k, a, b, dx);
+    launch_dx_mask<MASK_Y>(stream, d, x, y, dy, mean, k, a, b, dx);
   else
-    bn_dx<MASK_NONE>
-        <<<blocks, HSC_K_THREADS, 0, stream>>>(count, d->c, d->hw, d->dx_assign, x, y, dy, mean, k, a, b, dx);
+    launch_dx_mask<MASK_NONE>(stream, d, x, y, dy, mean, k, a, b, dx);
 }
 
 static int empty(const hsc_kbn *d) { return d->n <= 0 || d->c <= 0 || d->hw <= 0; }
+
+/* The partial sums index a channel's n * hw values in 32 bits (2^31: 8 GiB per channel, far beyond any
+ * batch this engine runs). */
+static int too_large(const hsc_kbn *d) { return (long long)d->n * d->hw > 0x7FFFFFFFLL; }
 
 extern "C" cudaError_t hsc_k_bn_forward_train(cudaStream_t stream, const hsc_kbn *d, const float *x,
                                               const float *gamma, const float *beta, float *running_mean,
                                               float *running_var, float *y, float *save_mean,
                                               float *save_invstd, void *scratch) {
   if (empty(d)) return cudaSuccess;
+  if (too_large(d)) return cudaErrorInvalidValue;
   double *partials = (double *)scratch;
   float *scale = scratch_floats(scratch, d->n, d->c, d->hw);
   launch_partials(stream, d, PART_STATS, MASK_NONE, x, NULL, NULL, NULL, partials);
   bn_finish_stats<<<channel_blocks(d->c), HSC_K_THREADS, 0, stream>>>(
       d->n, d->c, d->hw, bn_splits(d->n, d->c, d->hw), d->eps, d->momentum, x, partials, gamma, NULL, NULL,
       save_mean, save_invstd, running_mean, running_var, scale);
-  const size_t count = (size_t)d->n * d->c * d->hw;
-  bn_apply<<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, d->c, d->hw, d->relu, x, save_mean,
-                                                              scale, beta, y);
+  launch_apply(stream, d, x, save_mean, scale, beta, y);
   return cudaGetLastError();
 }
 
@@ -290,9 +316,7 @@ extern "C" cudaError_t hsc_k_bn_forward_infer(cudaStream_t stream, const hsc_kbn
   if (empty(d)) return cudaSuccess;
   float *scale = scratch_floats(scratch, d->n, d->c, d->hw);
   bn_infer_scale<<<channel_blocks(d->c), HSC_K_THREADS, 0, stream>>>(d->c, d->eps, gamma, running_var, scale);
-  const size_t count = (size_t)d->n * d->c * d->hw;
-  bn_apply<<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, d->c, d->hw, d->relu, x, running_mean,
-                                                              scale, beta, y);
+  launch_apply(stream, d, x, running_mean, scale, beta, y);
   return cudaGetLastError();
 }
 
@@ -301,6 +325,7 @@ extern "C" cudaError_t hsc_k_bn_backward(cudaStream_t stream, const hsc_kbn *d, 
                                          const float *save_invstd, const float *dy, float *dx, float *dgamma,
                                          float *dbeta, void *scratch) {
   if (empty(d) || (!dx && !dgamma && !dbeta)) return cudaSuccess;
+  if (too_large(d)) return cudaErrorInvalidValue;
   /* Without affine parameters y > 0 exactly where x > mean (invstd > 0): the mask comes from x, which the
    * kernels read anyway (the CPU backend's RELU_FROM_X). */
   const int mask = !d->relu ? MASK_NONE : gamma ? MASK_Y : MASK_X;
@@ -317,6 +342,7 @@ extern "C" cudaError_t hsc_k_bn_backward(cudaStream_t stream, const hsc_kbn *d, 
 extern "C" cudaError_t hsc_k_bn_stats(cudaStream_t stream, const hsc_kbn *d, const float *x, float *mean,
                                       float *var, void *scratch) {
   if (empty(d)) return cudaSuccess;
+  if (too_large(d)) return cudaErrorInvalidValue;
   double *partials = (double *)scratch;
   launch_partials(stream, d, PART_STATS, MASK_NONE, x, NULL, NULL, NULL, partials);
   bn_finish_stats<<<channel_blocks(d->c), HSC_K_THREADS, 0, stream>>>(
@@ -330,6 +356,7 @@ extern "C" cudaError_t hsc_k_bn_backward_reduce(cudaStream_t stream, const hsc_k
                                                 const float *dy, float *sum_g, float *sum_gxhat,
                                                 float *dgamma, float *dbeta, void *scratch) {
   if (empty(d)) return cudaSuccess;
+  if (too_large(d)) return cudaErrorInvalidValue;
   double *partials = (double *)scratch;
   launch_partials(stream, d, PART_GRAD, d->relu ? MASK_Y : MASK_NONE, x, y, dy, mean, partials);
   bn_finish_grad<<<channel_blocks(d->c), HSC_K_THREADS, 0, stream>>>(

@@ -18,17 +18,17 @@
 /* dw launches aim at about this many blocks (several waves on 132 SMs) before splitting channels further. */
 #define DW_TARGET_BLOCKS 1024
 
-template <int K, int S>
-static __global__ void dw_forward(size_t count, int c, int h, int w, int ho, int wo,
-                                  const float *__restrict__ x, const float *__restrict__ wt,
-                                  float *__restrict__ y) {
+/* I: the index type (launch.cuh HSC_K_FOR_T). */
+template <typename I, int K, int S>
+static __global__ void dw_forward(I count, int c, int h, int w, int ho, int wo, const float *__restrict__ x,
+                                  const float *__restrict__ wt, float *__restrict__ y) {
   constexpr int P = K / 2;
-  HSC_K_FOR(i, count) {
-    const int ow = (int)(i % (size_t)wo);
-    size_t t = i / (size_t)wo;
-    const int oh = (int)(t % (size_t)ho);
-    t /= (size_t)ho; /* plane: image * c + channel */
-    const int ci = (int)(t % (size_t)c);
+  HSC_K_FOR_T(I, i, count) {
+    const int ow = (int)(i % (I)wo);
+    I t = i / (I)wo;
+    const int oh = (int)(t % (I)ho);
+    t /= (I)ho; /* plane: image * c + channel */
+    const int ci = (int)(t % (I)c);
     const float *xp = x + t * (size_t)h * (size_t)w;
     const float *wp = wt + (size_t)ci * K * K;
     const int ih0 = oh * S - P, iw0 = ow * S - P;
@@ -48,17 +48,17 @@ static __global__ void dw_forward(size_t count, int c, int h, int w, int ho, int
 }
 
 /* dx [n, c, h, w] += the transposed correlation of dy [n, c, ho, wo] with the filters. */
-template <int K, int S>
-static __global__ void dw_backward_dx(size_t count, int c, int h, int w, int ho, int wo,
+template <typename I, int K, int S>
+static __global__ void dw_backward_dx(I count, int c, int h, int w, int ho, int wo,
                                       const float *__restrict__ dy, const float *__restrict__ wt,
                                       float *__restrict__ dx) {
   constexpr int P = K / 2;
-  HSC_K_FOR(i, count) {
-    const int iw = (int)(i % (size_t)w);
-    size_t t = i / (size_t)w;
-    const int ih = (int)(t % (size_t)h);
-    t /= (size_t)h;
-    const int ci = (int)(t % (size_t)c);
+  HSC_K_FOR_T(I, i, count) {
+    const int iw = (int)(i % (I)w);
+    I t = i / (I)w;
+    const int ih = (int)(t % (I)h);
+    t /= (I)h;
+    const int ci = (int)(t % (I)c);
     const float *dyp = dy + t * (size_t)ho * (size_t)wo;
     const float *wp = wt + (size_t)ci * K * K;
     float acc = 0.0f;
@@ -92,9 +92,9 @@ static __global__ void dw_backward_w(int n, int c, int h, int w, int ho, int wo,
   float acc[KK];
 #pragma unroll
   for (int q = 0; q < KK; q++) acc[q] = 0.0f;
-  const long total = (long)(n1 - n0) * plane;
-  for (long j = threadIdx.x; j < total; j += blockDim.x) {
-    const int img = n0 + (int)(j / plane), f = (int)(j % plane);
+  const unsigned total = (unsigned)(n1 - n0) * (unsigned)plane; /* < 2^31: hsc_k_depthwise_backward */
+  for (unsigned j = threadIdx.x; j < total; j += blockDim.x) {
+    const int img = n0 + (int)(j / (unsigned)plane), f = (int)(j % (unsigned)plane);
     const int oh = f / wo, ow = f % wo;
     const size_t pl = (size_t)img * c + ci;
     const float g = dy[pl * plane + f];
@@ -163,10 +163,19 @@ extern "C" cudaError_t hsc_k_depthwise_forward(cudaStream_t stream, int n, int c
   const int ho = out_size(h, k, stride), wo = out_size(w, k, stride);
   const size_t count = (size_t)n * c * ho * wo;
   if (count == 0) return cudaSuccess;
-#define DW_FWD(K, S) \
-  dw_forward<K, S><<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, c, h, w, ho, wo, x, wt, y)
-  DW_DISPATCH(DW_FWD)
+  if (hsc_k_fits32(count)) {
+#define DW_FWD(K, S)         \
+  dw_forward<unsigned, K, S> \
+      <<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>((unsigned)count, c, h, w, ho, wo, x, wt, y)
+    DW_DISPATCH(DW_FWD)
 #undef DW_FWD
+  } else {
+#define DW_FWD(K, S)       \
+  dw_forward<size_t, K, S> \
+      <<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, c, h, w, ho, wo, x, wt, y)
+    DW_DISPATCH(DW_FWD)
+#undef DW_FWD
+  }
   return cudaGetLastError();
 }
 
@@ -177,14 +186,24 @@ extern "C" cudaError_t hsc_k_depthwise_backward(cudaStream_t stream, int n, int 
   if ((size_t)n * c * h * w == 0 || ho == 0 || wo == 0) return cudaSuccess;
   if (dx) {
     const size_t count = (size_t)n * c * h * w;
-#define DW_DX(K, S) \
-  dw_backward_dx<K, S><<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, c, h, w, ho, wo, dy, wt, dx)
-    DW_DISPATCH(DW_DX)
+    if (hsc_k_fits32(count)) {
+#define DW_DX(K, S)              \
+  dw_backward_dx<unsigned, K, S> \
+      <<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>((unsigned)count, c, h, w, ho, wo, dy, wt, dx)
+      DW_DISPATCH(DW_DX)
 #undef DW_DX
+    } else {
+#define DW_DX(K, S)            \
+  dw_backward_dx<size_t, K, S> \
+      <<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, c, h, w, ho, wo, dy, wt, dx)
+      DW_DISPATCH(DW_DX)
+#undef DW_DX
+    }
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess) return rc;
   }
   if (dw) {
+    if ((long long)n * ho * wo > 0x7FFFFFFFLL) return cudaErrorInvalidValue; /* a channel's outputs, 32-bit */
     int splits = DW_TARGET_BLOCKS / c;
     if (splits > n) splits = n;
     if (splits < 1) splits = 1;

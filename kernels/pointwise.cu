@@ -5,10 +5,11 @@
 #include "launch.cuh"
 
 /* y [n, c, hw] = relu?(scale[ch] * y + shift[ch]) in place. */
-static __global__ void channel_affine(size_t count, int c, int hw, const float *__restrict__ scale,
+template <typename I>
+static __global__ void channel_affine(I count, I c, I hw, const float *__restrict__ scale,
                                       const float *__restrict__ shift, int relu, float *__restrict__ y) {
-  HSC_K_FOR(i, count) {
-    const int ch = (int)(i / (size_t)hw % (size_t)c);
+  HSC_K_FOR_T(I, i, count) {
+    const I ch = i / hw % c;
     const float v = scale[ch] * y[i] + shift[ch];
     y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
   }
@@ -16,12 +17,13 @@ static __global__ void channel_affine(size_t count, int c, int hw, const float *
 
 /* out [c, n * hw] (channel-major) from x [n, c, hw]: out[ch * n * hw + img * hw + p] = x[(img * c + ch) * hw
  * + p]. Threads walk the output, so writes are coalesced and reads are runs of hw floats. */
-static __global__ void nchw_to_cn(size_t count, int n, int c, int hw, const float *__restrict__ x,
+template <typename I>
+static __global__ void nchw_to_cn(I count, I n, I c, I hw, const float *__restrict__ x,
                                   float *__restrict__ out) {
-  const size_t per_c = (size_t)n * hw;
-  HSC_K_FOR(i, count) {
-    const size_t ch = i / per_c, r = i - ch * per_c, img = r / (size_t)hw, p = r - img * (size_t)hw;
-    out[i] = x[(img * (size_t)c + ch) * (size_t)hw + p];
+  const I per_c = n * hw;
+  HSC_K_FOR_T(I, i, count) {
+    const I ch = i / per_c, r = i - ch * per_c, img = r / hw, p = r - img * hw;
+    out[i] = x[(img * c + ch) * hw + p];
   }
 }
 
@@ -29,7 +31,12 @@ extern "C" cudaError_t hsc_k_channel_affine(cudaStream_t stream, int n, int c, i
                                             const float *shift, int relu, float *y) {
   const size_t count = (size_t)n * c * hw;
   if (count == 0) return cudaSuccess;
-  channel_affine<<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, c, hw, scale, shift, relu, y);
+  if (hsc_k_fits32(count))
+    channel_affine<unsigned><<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(
+        (unsigned)count, (unsigned)c, (unsigned)hw, scale, shift, relu, y);
+  else
+    channel_affine<size_t><<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, (size_t)c, (size_t)hw,
+                                                                              scale, shift, relu, y);
   return cudaGetLastError();
 }
 
@@ -37,6 +44,11 @@ extern "C" cudaError_t hsc_k_nchw_to_cn(cudaStream_t stream, int n, int c, int h
                                         float *out) {
   const size_t count = (size_t)n * c * hw;
   if (count == 0) return cudaSuccess;
-  nchw_to_cn<<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, n, c, hw, x, out);
+  if (hsc_k_fits32(count))
+    nchw_to_cn<unsigned><<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(
+        (unsigned)count, (unsigned)n, (unsigned)c, (unsigned)hw, x, out);
+  else
+    nchw_to_cn<size_t>
+        <<<hsc_k_blocks(count), HSC_K_THREADS, 0, stream>>>(count, (size_t)n, (size_t)c, (size_t)hw, x, out);
   return cudaGetLastError();
 }
