@@ -31,6 +31,49 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
+
+
+def _scalar(text):
+    text = text.strip().strip("'\"")
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text)
+
+
+def _mini_safe_load(stream):
+    """The subset of YAML the configs use (nested maps by indentation, scalars, [a, b] lists, # comments):
+    a stand-in for PyYAML, which a GPU machine's PyTorch environment may lack; tests/ref/spos.py imports
+    yaml only to read the space section of a config."""
+    root, stack = {}, [(-1, None)]
+    stack[0] = (-1, root)
+    for raw in stream.read().splitlines():
+        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        while stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1]
+        value = value.strip()
+        if not value:
+            parent[key] = {}
+            stack.append((indent, parent[key]))
+        elif value.startswith("["):
+            parent[key] = [_scalar(v) for v in value.strip("[]").split(",") if v.strip()]
+        else:
+            parent[key] = _scalar(value)
+    return root
+
+
+try:
+    import yaml  # noqa: F401
+except ImportError:
+    import types
+    sys.modules["yaml"] = types.SimpleNamespace(safe_load=_mini_safe_load)
 import spos  # noqa: E402
 
 # bench/gpu.c's DEFAULT_ARCH and hsc_step_opts
