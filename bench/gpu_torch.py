@@ -74,6 +74,11 @@ try:
 except ImportError:
     import types
     sys.modules["yaml"] = types.SimpleNamespace(safe_load=_mini_safe_load)
+try:
+    import numpy  # noqa: F401  (spos uses it only to load supernet weights, which this script does not)
+except ImportError:
+    import types
+    sys.modules["numpy"] = types.SimpleNamespace()
 import spos  # noqa: E402
 
 # bench/gpu.c's DEFAULT_ARCH and hsc_step_opts
