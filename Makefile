@@ -1,6 +1,7 @@
 # hsconas build. `make` builds build/libhsconas.a and build/hsconas; `make test` installs what is missing
 # (scripts/deps.sh), builds and runs the whole suite; `make asan-test` runs it under ASan+UBSan;
-# `make bench` runs the benchmarks; `make install PREFIX=...`.
+# `make bench` runs the benchmarks; `make install PREFIX=...`; `make test-gpu` (GPU machines) builds and runs
+# tests/gpu/ against a device.
 #   CUDA=auto|0|1   GPU backend: auto = when nvcc, cudnn.h and nccl.h are found; 1 = required
 #   BUILD=dir       build directory (default build)
 #   ARCH=...        -march value (default native; use e.g. x86-64-v3 for binaries shared across nodes)
@@ -68,12 +69,14 @@ comma := ,
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 MPI_TEST_SRC := $(wildcard tests/mpi/test_*.c)
+GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MPI_TESTS := $(MPI_TEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%)
+GPU_TESTS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
 BENCHES := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB     := $(BUILD)/libhsconas.a
 BIN     := $(BUILD)/hsconas
@@ -83,7 +86,8 @@ REFS    := $(patsubst tests/ref/%_ref.py,$(REFDIR)/%.h5,$(wildcard tests/ref/*_r
 # Test objects are kept (make would delete the harness object as an intermediate).
 .SECONDARY:
 
-.PHONY: FORCE all deps test format-check test-build asan-test bench run install clean format help
+.PHONY: FORCE all deps test format-check test-build asan-test bench run install clean format help test-gpu \
+        test-gpu-build
 all: $(LIB) $(BIN)
 
 help:
@@ -131,6 +135,11 @@ $(BUILD)/tests/mpi/%: tests/mpi/%.c $(BUILD)/obj/tests/harness.o $(LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(CFLAGS) -Itests $< $(BUILD)/obj/tests/harness.o $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/obj/tests/harness.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(CFLAGS) -Itests $< $(BUILD)/obj/tests/harness.o $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK  $@")
@@ -156,6 +165,18 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	$(MAKE) -j$(NPROC) test-build $(REFS)
 	tests/run.sh $(BUILD) $(REFDIR)
+
+# GPU tests: every operator GPU vs CPU, a supernet step, a short training run, NCCL with two GPUs. Only for
+# machines with a device (without one they fail with "no CUDA device: ..."); the normal `make test` stays
+# CPU-only. tests/gpu/run.sh runs the same binaries where the build's libraries are not installed.
+test-gpu-build: $(GPU_TESTS) $(BUILD)/bench/gpu $(BIN)
+
+test-gpu:
+ifneq ($(WITH_CUDA),1)
+	@echo "make test-gpu: this build has no CUDA backend (CUDA=$(CUDA), toolkit under '$(CUDA_HOME)': need nvcc, cudnn.h, nccl.h)"; exit 1
+endif
+	$(MAKE) -j$(NPROC) test-gpu-build
+	tests/gpu/run_tests.sh $(BUILD)
 
 asan-test: deps
 	$(MAKE) -j$(NPROC) BUILD=build-asan SANITIZE=address,undefined CUDA=0 test-build $(REFS)

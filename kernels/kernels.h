@@ -76,6 +76,59 @@ cudaError_t hsc_k_pack_regions(cudaStream_t stream, const hsc_kregion *r, int nr
 cudaError_t hsc_k_unpack_regions(cudaStream_t stream, const hsc_kregion *r, int nr, const float *packed,
                                  float *buf);
 
+/* depthwise.cu: depthwise k x k convolution (k 3, 5, 7; stride 1, 2; padding k/2) on the leading c
+ * channels. x [n, c, h, w], w [c, k, k] (a contiguous slice of the max-width weight), y [n, c, ho, wo].
+ * Backward: dx [n, c, h, w] += and dw [c, k, k] += (either may be NULL). An unsupported k or stride is
+ * cudaErrorInvalidValue. */
+cudaError_t hsc_k_depthwise_forward(cudaStream_t stream, int n, int c, int h, int w, int k, int stride,
+                                    const float *x, const float *wt, float *y);
+cudaError_t hsc_k_depthwise_backward(cudaStream_t stream, int n, int c, int h, int w, int k, int stride,
+                                     const float *x, const float *wt, const float *dy, float *dx, float *dw);
+
+/* bn.cu: batch norm with the semantics of backend.h (hsc_bn_desc mirrored here, this header being
+ * self-contained). gamma and beta NULL = BN without affine parameters. Every op but bn_fold and scale_rows
+ * takes a device scratch of hsc_k_bn_scratch_bytes(n, c, hw) bytes, 256-byte aligned. */
+typedef struct {
+  int n, c, hw;
+  float eps, momentum;
+  int relu, dx_assign;
+} hsc_kbn;
+size_t hsc_k_bn_scratch_bytes(int n, int c, int hw);
+cudaError_t hsc_k_bn_forward_train(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *gamma,
+                                   const float *beta, float *running_mean, float *running_var, float *y,
+                                   float *save_mean, float *save_invstd, void *scratch);
+cudaError_t hsc_k_bn_forward_infer(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *gamma,
+                                   const float *beta, const float *running_mean, const float *running_var,
+                                   float *y, void *scratch);
+cudaError_t hsc_k_bn_backward(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *y,
+                              const float *gamma, const float *save_mean, const float *save_invstd,
+                              const float *dy, float *dx, float *dgamma, float *dbeta, void *scratch);
+cudaError_t hsc_k_bn_stats(cudaStream_t stream, const hsc_kbn *d, const float *x, float *mean, float *var,
+                           void *scratch);
+cudaError_t hsc_k_bn_backward_reduce(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *y,
+                                     const float *mean, const float *invstd, const float *dy, float *sum_g,
+                                     float *sum_gxhat, float *dgamma, float *dbeta, void *scratch);
+cudaError_t hsc_k_bn_backward_elemt(cudaStream_t stream, const hsc_kbn *d, const float *x, const float *y,
+                                    const float *gamma, const float *mean, const float *invstd,
+                                    const float *dy, const float *mean_g, const float *mean_gxhat, float *dx,
+                                    void *scratch);
+cudaError_t hsc_k_bn_fold(cudaStream_t stream, int c, float eps, const float *gamma, const float *beta,
+                          const float *running_mean, const float *running_var, const float *bias,
+                          float *scale, float *shift);
+/* y [rows, cols] = scale [rows] * x; y may alias x. */
+cudaError_t hsc_k_scale_rows(cudaStream_t stream, int rows, int cols, const float *scale, const float *x,
+                             float *y);
+
+/* pointwise.cu: y [n, c, hw] = relu?(scale[ch] * y + shift[ch]) in place (the pointwise epilogue), and
+ * out [c, n * hw] = x [n, c, hw] transposed to channel-major (for dw's GEMM over all images at once). */
+cudaError_t hsc_k_channel_affine(cudaStream_t stream, int n, int c, int hw, const float *scale,
+                                 const float *shift, int relu, float *y);
+cudaError_t hsc_k_nchw_to_cn(cudaStream_t stream, int n, int c, int hw, const float *x, float *out);
+
+/* linear.cu: y [rows, cols] = b [cols] on every row; db [cols] += column sums of dy [rows, cols]. */
+cudaError_t hsc_k_rows_set(cudaStream_t stream, int rows, int cols, const float *b, float *y);
+cudaError_t hsc_k_colsum_add(cudaStream_t stream, int rows, int cols, const float *dy, float *db);
+
 #ifdef __cplusplus
 }
 #endif

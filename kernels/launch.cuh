@@ -23,4 +23,15 @@ static inline unsigned hsc_k_blocks(size_t count) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(count); \
        i += (size_t)gridDim.x * blockDim.x)
 
+/* The same loop with index type I. Kernels whose index math divides (channel of an element, pixel of an
+ * output) use 32-bit indices when the count allows: 64-bit integer division is emulated on the GPU (tens
+ * of instructions), enough to make a memory-bound kernel compute-bound. hsc_k_fits32 leaves room for the
+ * last stride so that the index cannot wrap. */
+#define HSC_K_FOR_T(I, i, count) \
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < (I)(count); i += (I)gridDim.x * blockDim.x)
+
+static inline bool hsc_k_fits32(size_t count) {
+  return count <= 0xFFFFFFFFu - (size_t)HSC_K_MAX_BLOCKS * HSC_K_THREADS;
+}
+
 #endif

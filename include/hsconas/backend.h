@@ -110,9 +110,11 @@ typedef struct {
 } hsc_sgd_desc;
 
 typedef struct {
-  int threads; /* CPU threads for operators; <= 0: OMP_NUM_THREADS, else all cores */
-  int device;  /* device index for GPU backends; < 0: the node-local rank */
-  int pin;     /* CPU: bind operator thread i to the i-th allowed core after this rank's node-local share */
+  int threads;       /* CPU threads for operators; <= 0: OMP_NUM_THREADS, else all cores */
+  int device;        /* device index for GPU backends; < 0: the node-local rank modulo the node's devices */
+  int gpus_per_node; /* GPU backends with device < 0: spread a node's ranks over its first gpus_per_node
+                      * devices (dist.gpus_per_node); <= 0: over all visible ones */
+  int pin; /* CPU: bind operator thread i to the i-th allowed core after this rank's node-local share */
 } hsc_backend_opts;
 
 typedef struct hsc_backend_ctx hsc_backend_ctx;
@@ -241,6 +243,18 @@ typedef struct hsc_backend {
   /* Gather the regions of buf into one contiguous buffer (for all-reduce) and scatter back. */
   void (*pack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *buf, float *packed);
   void (*unpack_regions)(hsc_backend_ctx *ctx, const hsc_region *r, int nr, const float *packed, float *buf);
+
+  /* Data-parallel collectives on backend memory. OPTIONAL: all three NULL in a backend without them (the
+   * CPU one), and callers then go through host memory and MPI. comm_attach binds the context to comm
+   * (collective: every rank of comm calls it; a later call replaces the binding); HSC_ERR_DEVICE with a
+   * message when the device library cannot connect the ranks. allreduce_mean starts replacing buf [count]
+   * by the mean over comm's ranks of their buf (the sum divided by the rank count), after the work already
+   * queued; work queued after it runs alongside (the point: the all-reduce of the last layers' gradients
+   * overlaps the backward of the first ones) and must not touch buf until comm_wait, after which queued work
+   * sees every started mean. */
+  hsc_status (*comm_attach)(hsc_backend_ctx *ctx, MPI_Comm comm, hsc_error *err);
+  void (*allreduce_mean)(hsc_backend_ctx *ctx, float *buf, size_t count);
+  void (*comm_wait)(hsc_backend_ctx *ctx);
 } hsc_backend;
 
 /* Number of floats the regions hold in total. */

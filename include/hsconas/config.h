@@ -109,6 +109,7 @@ typedef struct {
   struct {
     char backend[HSC_CFG_NAME]; /* cpu | cuda */
     int threads;                /* CPU threads per rank; 0: OMP_NUM_THREADS, else cores / local ranks */
+    int gpus_per_node;          /* cuda: devices a node's ranks are spread over; 0: all visible */
   } dist;
   struct {
     int every_steps; /* progress line period */

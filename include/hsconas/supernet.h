@@ -72,6 +72,10 @@ void hsc_supernet_set_bn(hsc_supernet *net, float momentum, float eps);
 /* Sync BN: batch statistics (forward) and the backward's reductions are all-reduced over comm, whose
  * ranks must all run the same path on equal batch sizes. MPI_COMM_NULL (the default) turns it off. */
 void hsc_supernet_set_sync(hsc_supernet *net, MPI_Comm comm);
+/* Backends with device collectives (backend.h allreduce_mean: NCCL on the GPU backend) average the
+ * gradients during the backward, in buckets of at least `floats` floats (default 2^20), each started as
+ * soon as the backward has finished it. Smaller buckets overlap more and cost more calls. */
+void hsc_supernet_set_bucket(hsc_supernet *net, size_t floats);
 /* Starts a recalibration: the next HSC_BN_RECAL forwards average their batch statistics exactly. */
 void hsc_supernet_recal_begin(hsc_supernet *net);
 

@@ -171,6 +171,8 @@ static const hsc_cfg_key schema[] = {
     KEY_ENUM("dist.backend", dist.backend, "cpu", backends, "compute backend of every rank"),
     KEY_INT("dist.threads", dist.threads, "0", 0, 1024,
             "CPU threads per rank (0: OMP_NUM_THREADS, else the node's cores / its ranks)"),
+    KEY_INT("dist.gpus_per_node", dist.gpus_per_node, "0", 0, 1024,
+            "cuda: GPUs per node; node-local rank r uses device r mod this (0: all visible devices)"),
 
     KEY_INT("log.every_steps", log.every_steps, "50", 1, INT_MAX, "steps between progress lines"),
 };

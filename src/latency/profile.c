@@ -68,8 +68,10 @@ static hsc_status bench_open(bench *b, const hsc_config *cfg, hsc_error *err) {
   hsc_status st = hsc_space_init(&b->space, cfg, err);
   if (st != HSC_OK) return st;
   if (!(b->be = hsc_backend_find(cfg->dist.backend, err))) return err->code;
-  const hsc_backend_opts bo = {
-      .threads = hsc_default_threads(cfg), .device = -1, .pin = cfg->latency.pin_threads};
+  const hsc_backend_opts bo = {.threads = hsc_default_threads(cfg),
+                               .device = -1,
+                               .gpus_per_node = cfg->dist.gpus_per_node,
+                               .pin = cfg->latency.pin_threads};
   if ((st = b->be->init(&b->ctx, &bo, err)) != HSC_OK) {
     b->ctx = NULL;
     return st;

@@ -20,6 +20,8 @@
 #include "nn_internal.h"
 
 enum { UNIT_PW, UNIT_DW, UNIT_CONV };
+/* Default all-reduce bucket with device collectives (dp_overlap; hsc_supernet_set_bucket): 4 MB messages. */
+enum { DP_BUCKET_FLOATS = 1 << 20 };
 enum { W_IN, W_MID, W_OUT, W_CIN, W_STEM, W_HEAD, W_LAST, W_INPUT, W_COUNT }; /* width symbols */
 enum { MAX_UNITS = 6, MAX_SLOTS = MAX_UNITS + 2 };
 
@@ -86,6 +88,8 @@ struct hsc_supernet {
   hsc_region *regions; /* the step's touched regions */
   float *packed;       /* backend [params.total]: gradients packed for the all-reduce */
   float *host;         /* host copy of packed (the same memory role on the CPU backend) */
+  MPI_Comm dp_comm;    /* the communicator the backend's collectives are attached to, or MPI_COMM_NULL */
+  size_t dp_bucket;    /* floats per all-reduce bucket with device collectives (dp_overlap) */
 };
 
 /* ---- widths and shapes ---- */
@@ -279,6 +283,8 @@ hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc
   net->bn_momentum = 0.1f;
   net->bn_eps = 1e-5f;
   net->sync = MPI_COMM_NULL;
+  net->dp_comm = MPI_COMM_NULL;
+  net->dp_bucket = DP_BUCKET_FLOATS;
 
   /* Parameters in network order: stem, blocks, head, classifier. */
   {
@@ -354,6 +360,7 @@ void hsc_supernet_set_bn(hsc_supernet *net, float momentum, float eps) {
   net->bn_eps = eps;
 }
 void hsc_supernet_set_sync(hsc_supernet *net, MPI_Comm comm) { net->sync = comm; }
+void hsc_supernet_set_bucket(hsc_supernet *net, size_t floats) { net->dp_bucket = floats ? floats : 1; }
 void hsc_supernet_recal_begin(hsc_supernet *net) { net->recal_count = 0; }
 
 /* SPOS initialisation (supernet.h). Host-side fill, one upload. */
@@ -795,7 +802,37 @@ hsc_batch_result hsc_supernet_loss(hsc_supernet *net, float smoothing, int backw
   return (hsc_batch_result){.loss = sum / n, .top1 = counts[0], .top5 = counts[1]};
 }
 
-void hsc_supernet_backward(hsc_supernet *net, const hsc_arch *a) {
+/* Gradient all-reduce overlapped with the backward (backends with allreduce_mean, i.e. NCCL): the step's
+ * touched regions, in path order (stem, blocks 0..L-1, head and classifier: hsc_supernet_regions), are
+ * averaged in buckets, each started on the backend's communication stream as soon as the backward has
+ * finished every region in it, while the backward of the earlier blocks goes on. Buckets hold at least
+ * net->dp_bucket floats (fewer, larger messages: each NCCL call costs a few microseconds of latency) except
+ * the last. The backward runs from the head to the stem, so the started regions are always a suffix
+ * [lo, nr) of the list, packed at their offsets in net->packed. */
+typedef struct {
+  int nr;                      /* regions of the step */
+  int seg[HSC_MAX_BLOCKS + 2]; /* first region of: [0] the stem, [1 + l] block l, [L + 1] the head */
+  size_t off[HSC_MAX_BLOCKS * 8 * 3 + 8]; /* packed offset of each region, and of the end */
+  int lo;                                 /* regions [lo, nr) are packed and their all-reduce started */
+} dp_overlap;
+
+/* Regions [first, ov->lo) have their final gradients: pack them and start their mean over the ranks, when
+ * they fill a bucket or `last` is set. */
+static void dp_ready(hsc_supernet *net, dp_overlap *ov, int first, int last) {
+  if (!ov || first >= ov->lo) return;
+  const size_t count = ov->off[ov->lo] - ov->off[first];
+  if (count < net->dp_bucket && !last) return;
+  float *packed = net->packed + ov->off[first];
+  net->be->pack_regions(net->ctx, net->regions + first, ov->lo - first, net->g, packed);
+  if (count) net->be->allreduce_mean(net->ctx, packed, count);
+  ov->lo = first;
+}
+
+static void backward_path(hsc_supernet *net, const hsc_arch *a, dp_overlap *ov);
+
+void hsc_supernet_backward(hsc_supernet *net, const hsc_arch *a) { backward_path(net, a, NULL); }
+
+static void backward_path(hsc_supernet *net, const hsc_arch *a, dp_overlap *ov) {
   const hsc_backend *be = net->be;
   const hsc_space *s = &net->space;
   const int n = net->n;
@@ -813,15 +850,18 @@ void hsc_supernet_backward(hsc_supernet *net, const hsc_arch *a) {
   be->zero(net->ctx, g[G_OUT], (size_t)n * last->cout * hw_last * sizeof(float));
   branch_backward(net, &net->head_br, &wd, n, last->h_out, last->w_out, last_out, &net->head_slot, g[G_MAIN],
                   g[G_TMP], g[G_OUT]);
+  if (ov) dp_ready(net, ov, ov->seg[s->nblocks + 1], 0); /* the head and the classifier are done */
   for (int l = s->nblocks - 1; l >= 0; l--) {
     const float *x = l ? net->blocks[l - 1].out : net->stem_slot.b;
     block_backward(net, l, a, x);
+    if (ov) dp_ready(net, ov, ov->seg[1 + l], 0);
     float *t = g[G_OUT]; /* the input gradient of block l is the output gradient of block l - 1 */
     g[G_OUT] = g[G_IN];
     g[G_IN] = t;
   }
   branch_backward(net, &net->stem_br, &wd, n, s->in_h, s->in_w, net->x, &net->stem_slot, g[G_OUT], g[G_TMP],
                   NULL);
+  if (ov) dp_ready(net, ov, 0, 1);
 }
 
 /* ---- regions ---- */
@@ -855,12 +895,16 @@ static void unit_regions(const hsc_supernet *net, const unit *u, const widths *w
 
 int hsc_supernet_max_regions(const hsc_supernet *net) { return net->max_regions; }
 
-int hsc_supernet_regions(const hsc_supernet *net, const hsc_arch *a, float decay, hsc_region *r) {
+/* hsc_supernet_regions, also giving (seg not NULL) the index of the first region of the stem (0), of each
+ * block l (seg[1 + l]) and of the head and classifier (seg[nblocks + 1]). */
+static int path_regions(const hsc_supernet *net, const hsc_arch *a, float decay, hsc_region *r, int *seg) {
   const hsc_space *s = &net->space;
   int nr = 0;
   const widths wn = net_widths(net);
+  if (seg) seg[0] = 0;
   unit_regions(net, &net->stem_br.u[0], &wn, decay, r, &nr);
   for (int l = 0; l < s->nblocks; l++) {
+    if (seg) seg[1 + l] = nr;
     const hsc_op op = (hsc_op)a->op[l];
     const widths wd = block_widths(net, l, block_mid(net, l, a->scale[l]));
     const block *bk = &net->blocks[l];
@@ -868,10 +912,15 @@ int hsc_supernet_regions(const hsc_supernet *net, const hsc_arch *a, float decay
     if (s->blocks[l].has_proj)
       for (int i = 0; i < bk->proj[op].n; i++) unit_regions(net, &bk->proj[op].u[i], &wd, decay, r, &nr);
   }
+  if (seg) seg[s->nblocks + 1] = nr;
   unit_regions(net, &net->head_br.u[0], &wn, decay, r, &nr);
   add_region(&net->params.v[net->classifier], s->classes, s->head_c, decay, r, &nr);
   assert(nr <= net->max_regions);
   return nr;
+}
+
+int hsc_supernet_regions(const hsc_supernet *net, const hsc_arch *a, float decay, hsc_region *r) {
+  return path_regions(net, a, decay, r, NULL);
 }
 
 /* ---- the training step ---- */
@@ -884,14 +933,40 @@ hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, M
   if (!net->regions) net->regions = hsc_xmalloc((size_t)net->max_regions * sizeof(hsc_region));
   hsc_supernet_forward(net, a, HSC_BN_TRAIN);
   const hsc_batch_result br = hsc_supernet_loss(net, o->smoothing, 1);
+  if (size > 1 && be->allreduce_mean) {
+    /* On the device (NCCL on the GPU backend), overlapped with the backward (dp_overlap). Attached on the
+     * first step with this communicator. (A communicator is recognised by its handle: one freed and another
+     * created at the same address would be taken for it; hsconas keeps its training communicator for the
+     * whole run.) */
+    if (net->dp_comm != comm) {
+      hsc_error err = {0};
+      if (be->comm_attach(net->ctx, comm, &err) != HSC_OK)
+        hsc_fatal("%s backend: gradient all-reduce: %s", be->name, err.msg);
+      net->dp_comm = comm;
+    }
+    if (!net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
+    dp_overlap ov = {.nr = 0};
+    _Static_assert(ARRAY_LEN(ov.off) > 3 * (1 + 1 + 8 * HSC_MAX_BLOCKS) + 1,
+                   "dp_overlap.off holds max_regions + 1");
+    ov.nr = path_regions(net, a, o->weight_decay, net->regions, ov.seg);
+    ov.off[0] = 0;
+    for (int i = 0; i < ov.nr; i++)
+      ov.off[i + 1] = ov.off[i] + (size_t)net->regions[i].rows * (size_t)net->regions[i].cols;
+    ov.lo = ov.nr;
+    backward_path(net, a, &ov);
+    be->comm_wait(net->ctx);
+    be->unpack_regions(net->ctx, net->regions, ov.nr, net->packed, net->g);
+    hsc_sgd_desc sgd = {.lr = o->lr, .momentum = o->momentum, .dampening = 0.0f, .nesterov = o->nesterov};
+    be->sgd_update(net->ctx, &sgd, net->regions, ov.nr, net->w, net->g, net->m);
+    be->zero_regions(net->ctx, net->regions, ov.nr, net->g);
+    return br;
+  }
   hsc_supernet_backward(net, a);
   const int nr = hsc_supernet_regions(net, a, o->weight_decay, net->regions);
   if (size > 1) {
-    /* Gradients of the path only (a fraction of the supernet), in one message. */
-    if (!net->packed) {
-      net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
-      net->host = hsc_xmalloc(net->params.total * sizeof(float));
-    }
+    /* Gradients of the path only (a fraction of the supernet), in one message through the host. */
+    if (!net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
+    if (!net->host) net->host = hsc_xmalloc(net->params.total * sizeof(float));
     const size_t count = hsc_regions_count(net->regions, nr);
     be->pack_regions(net->ctx, net->regions, nr, net->g, net->packed);
     be->download(net->ctx, net->host, net->packed, count * sizeof(float));

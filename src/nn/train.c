@@ -165,7 +165,8 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     session_close(s);
     return err->code;
   }
-  hsc_backend_opts bo = {.threads = hsc_default_threads(cfg), .device = -1};
+  hsc_backend_opts bo = {
+      .threads = hsc_default_threads(cfg), .device = -1, .gpus_per_node = cfg->dist.gpus_per_node};
   if ((st = s->be->init(&s->ctx, &bo, err)) != HSC_OK) {
     s->ctx = NULL;
     session_close(s);

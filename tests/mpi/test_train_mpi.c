@@ -168,11 +168,69 @@ static void t_per_rank_bn(hsc_test *t) {
   dp_free(&c);
 }
 
+/* A backend with device collectives (backend.h allreduce_mean: NCCL on the GPU backend) takes the other
+ * path of hsc_supernet_train_step: gradients packed and averaged in buckets during the backward. Here the
+ * CPU backend stands in, with MPI_Allreduce in place of NCCL (its memory is host memory), and one-float
+ * buckets so that the head and every block start their own all-reduce. It must give the host path's
+ * result (same tolerance: the sums run in another order where Open MPI picks another algorithm for a
+ * smaller message). */
+static hsc_status shim_attach(hsc_backend_ctx *ctx, MPI_Comm comm, hsc_error *err) {
+  int same;
+  HSC_CHECK_MPI(MPI_Comm_compare(comm, MPI_COMM_WORLD, &same));
+  return same == MPI_IDENT ? HSC_OK : hsc_error_set(err, HSC_ERR_DEVICE, "test shim: MPI_COMM_WORLD only");
+}
+
+static void shim_allreduce_mean(hsc_backend_ctx *ctx, float *buf, size_t count) {
+  int size;
+  HSC_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+  const float inv = 1.0f / (float)size;
+  for (size_t i = 0; i < count; i++) buf[i] *= inv;
+}
+
+static void shim_comm_wait(hsc_backend_ctx *ctx) {}
+
+static void t_device_collectives(hsc_test *t) {
+  dp_case c;
+  if (!dp_setup(t, &c)) return;
+  hsc_backend shim = *t->be;
+  shim.comm_attach = shim_attach;
+  shim.allreduce_mean = shim_allreduce_mean;
+  shim.comm_wait = shim_comm_wait;
+  hsc_error err = {0};
+  hsc_supernet *dev = NULL, *host = make_net(t, &c, PER_RANK);
+  if (hsc_supernet_create(&dev, &c.space, NULL, &shim, t->ctx, PER_RANK, &err) != HSC_OK)
+    T_FAIL(t, "%s", err.msg);
+  if (dev && host) {
+    hsc_supernet_init_weights(dev, 5);
+    hsc_supernet_set_bucket(dev, 1);
+    const hsc_param_table *pt = hsc_supernet_params(dev);
+    float *init = tu_copy(hsc_supernet_weights(dev), pt->total);
+    for (int s = 0; s < STEPS; s++) {
+      hsc_arch a;
+      path_of_step(&c, s, &a);
+      const float *xs = c.x + (size_t)c.rank * PER_RANK * 256;
+      const int32_t *ys = c.y + c.rank * PER_RANK;
+      hsc_supernet_load_batch(dev, PER_RANK, xs, ys);
+      hsc_supernet_train_step(dev, &a, MPI_COMM_WORLD, &OPTS);
+      hsc_supernet_load_batch(host, PER_RANK, xs, ys);
+      hsc_supernet_train_step(host, &a, MPI_COMM_WORLD, &OPTS);
+    }
+    compare_params(t, pt, hsc_supernet_weights(dev), hsc_supernet_weights(host), init);
+    T_CLOSE(t, "momentum", hsc_supernet_momentum(dev), hsc_supernet_momentum(host), pt->total, 1e-5, 1e-6);
+    free(init);
+  }
+  hsc_supernet_free(dev);
+  hsc_supernet_free(host);
+  dp_free(&c);
+}
+
 int main(int argc, char **argv) {
   hsc_proc_init(&argc, &argv);
   static const hsc_test_case cases[] = {
       {"sync_bn_equals_whole_batch", t_sync_bn},
       {"per_rank_bn_equals_split_reference", t_per_rank_bn},
+      {"device_collectives_equal_host_path", t_device_collectives},
   };
   int rc = hsc_test_main("test_train_mpi", argc, argv, cases, (int)ARRAY_LEN(cases));
   hsc_proc_finalize();

@@ -1,34 +1,25 @@
 /* The CUDA backend table: device memory, one stream per context, cuDNN and cuBLAS handles bound to it,
- * and the kernels of kernels/ for the operators cuDNN lacks (DESIGN.md §6).
+ * and the kernels of kernels/ for the operators cuDNN lacks (DESIGN.md §6). Which operator uses what:
+ *   conv2d                    cuDNN (conv.c)
+ *   pointwise, linear         cuBLAS (gemm.c) + small kernels (kernels/pointwise.cu, linear.cu)
+ *   depthwise                 own kernels (kernels/depthwise.cu)
+ *   batch norm, fold, scale   own kernels (bn.c, kernels/bn.cu)
+ *   relu, split/concat, pool, loss, SGD and regions: own kernels (this file, kernels/)
+ *   gradient all-reduce       NCCL (nccl.c)
  *
  * Everything a context queues goes to its own stream, in order, so operators need no synchronisation
- * between them; download() and sync() are the only points where the host waits. The convolutions, batch
- * norm and the classifier (cuDNN and cuBLAS work) arrive with the GPU backend issue; until then their
- * entries end the job with a message instead of computing something wrong. */
+ * between them; download() and sync() are the only points where the host waits. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cuda_check.h"
-#include "hsconas/backend.h"
+#include <string.h>
+
+#include "cuda_internal.h"
 #include "kernels.h"
 
-/* The context behind hsc_backend_ctx. A context serves one host thread at a time; it assumes that
- * thread's current device is the context's (init sets it; hsconas runs one device per rank). */
-typedef struct {
-  int device;
-  int device_count;
-  struct cudaDeviceProp prop;
-  cudaStream_t stream;
-  cudnnHandle_t cudnn;
-  cublasHandle_t cublas;
-  /* One workspace arena for cuDNN and the activations (DESIGN.md §6); empty until the GPU issue. */
-  void *workspace;
-  size_t workspace_bytes;
-} hsc_cuda_ctx;
-
-static hsc_cuda_ctx *cuda(hsc_backend_ctx *ctx) { return (hsc_cuda_ctx *)ctx; }
+static hsc_cuda_ctx *cuda(hsc_backend_ctx *ctx) { return hsc_cuda(ctx); }
 
 /* Library version codes: major * 10000 + minor * 100 + patch (cuDNN >= 9, cuBLAS, NCCL >= 2.9), or
  * major * 1000 + minor * 100 + patch for the older cuDNN and NCCL releases. */
@@ -51,16 +42,28 @@ static void cuda_free(hsc_backend_ctx *ctx) {
   if (!ctx) return;
   hsc_cuda_ctx *c = cuda(ctx);
   if (c->stream) HSC_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+  if (c->copy_stream) HSC_CHECK_CUDA(cudaStreamSynchronize(c->copy_stream));
+  hsc_cuda_comm_free(c);
+  hsc_cuda_conv_free(c);
+  for (int i = 0; i < HSC_CUDA_STAGES; i++) {
+    if (c->stage[i]) HSC_CHECK_CUDA(cudaFreeHost(c->stage[i]));
+    if (c->staged[i]) HSC_CHECK_CUDA(cudaEventDestroy(c->staged[i]));
+  }
+  if (c->queued) HSC_CHECK_CUDA(cudaEventDestroy(c->queued));
+  if (c->reduced) HSC_CHECK_CUDA(cudaEventDestroy(c->reduced));
   if (c->workspace) HSC_CHECK_CUDA(cudaFree(c->workspace));
   if (c->cublas) HSC_CHECK_CUBLAS(cublasDestroy(c->cublas));
   if (c->cudnn) HSC_CHECK_CUDNN(cudnnDestroy(c->cudnn));
+  if (c->comm_stream) HSC_CHECK_CUDA(cudaStreamDestroy(c->comm_stream));
+  if (c->copy_stream) HSC_CHECK_CUDA(cudaStreamDestroy(c->copy_stream));
   if (c->stream) HSC_CHECK_CUDA(cudaStreamDestroy(c->stream));
   free(c);
 }
 
-/* The device is opts->device when given, else the node-local rank modulo the visible devices (one rank
- * per GPU, DESIGN.md §2). No driver, no device or an unusable one is HSC_ERR_DEVICE, not a fatal error:
- * `hsconas devices` and the tests report it and carry on. */
+/* The device is opts->device when given, else the node-local rank modulo the devices this node uses: the
+ * visible ones, or the first opts->gpus_per_node of them (one rank per GPU, DESIGN.md §2). No driver, no
+ * device or an unusable one is HSC_ERR_DEVICE, not a fatal error: `hsconas devices` and the tests report it
+ * and carry on. */
 static hsc_status cuda_init(hsc_backend_ctx **out, const hsc_backend_opts *opts, hsc_error *err) {
   *out = NULL;
   /* cudaGetDeviceCount leaves the count unwritten when it fails (no driver). */
@@ -89,7 +92,8 @@ static hsc_status cuda_init(hsc_backend_ctx **out, const hsc_backend_opts *opts,
   if (count <= 0)
     return hsc_error_set(err, HSC_ERR_DEVICE, "no CUDA device visible (CUDA_VISIBLE_DEVICES=%s)",
                          visible ? visible : "unset");
-  int device = opts && opts->device >= 0 ? opts->device : hsc_proc()->local_rank % count;
+  int per_node = opts && opts->gpus_per_node > 0 && opts->gpus_per_node < count ? opts->gpus_per_node : count;
+  int device = opts && opts->device >= 0 ? opts->device : hsc_proc()->local_rank % per_node;
   if (device >= count)
     return hsc_error_set(err, HSC_ERR_DEVICE,
                          "CUDA device %d requested but %d visible (CUDA_VISIBLE_DEVICES=%s)", device, count,
@@ -106,6 +110,15 @@ static hsc_status cuda_init(hsc_backend_ctx **out, const hsc_backend_opts *opts,
   HSC_TRY_CUDNN(err, cudnnSetStream(c->cudnn, c->stream));
   HSC_TRY_CUBLAS(err, cublasCreate(&c->cublas));
   HSC_TRY_CUBLAS(err, cublasSetStream(c->cublas, c->stream));
+  /* Plain float32 GEMMs (no TF32), as the CPU backend and the PyTorch references compute. */
+  HSC_TRY_CUBLAS(err, cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
+  HSC_TRY_CUDA(err, cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+  HSC_TRY_CUDA(err, cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
+  HSC_TRY_CUDA(err, cudaEventCreateWithFlags(&c->queued, cudaEventDisableTiming));
+  HSC_TRY_CUDA(err, cudaEventCreateWithFlags(&c->reduced, cudaEventDisableTiming));
+  for (int i = 0; i < HSC_CUDA_STAGES; i++)
+    HSC_TRY_CUDA(err, cudaEventCreateWithFlags(&c->staged[i], cudaEventDisableTiming));
+  if (hsc_cuda_conv_init(c, err) != HSC_OK) goto fail;
   *out = (hsc_backend_ctx *)c;
   return HSC_OK;
 fail:
@@ -160,9 +173,59 @@ static void cuda_release(hsc_backend_ctx *ctx, void *p) {
   if (p) HSC_CHECK_CUDA(cudaFree(p));
 }
 
-/* host_src may be reused as soon as this returns: the driver stages pageable memory before returning. */
+/* Uploads of at least this many bytes (input batches, weights) go through the pinned staging buffers; smaller
+ * ones (per-channel statistics, labels) are plain copies from pageable memory. */
+#define STAGE_MIN ((size_t)1 << 16)
+
+/* host_src may be reused as soon as this returns. A large upload is copied into the next pinned staging
+ * buffer (after that buffer's previous transfer finished) and sent by an asynchronous copy on the copy
+ * stream, which waits for the work already queued (it may still read dst) and which the compute stream
+ * waits for in turn. The host therefore returns as soon as its memcpy is done and can prepare the next
+ * batch while the GPU computes; with two buffers, two uploads can be in flight. */
 static void cuda_upload(hsc_backend_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
-  if (bytes) HSC_CHECK_CUDA(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, cuda(ctx)->stream));
+  hsc_cuda_ctx *c = cuda(ctx);
+  if (!bytes) return;
+  if (bytes < STAGE_MIN) {
+    HSC_CHECK_CUDA(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream));
+    return;
+  }
+  const int s = c->next_stage;
+  c->next_stage = (s + 1) % HSC_CUDA_STAGES;
+  HSC_CHECK_CUDA(cudaEventSynchronize(c->staged[s])); /* an event never recorded is complete */
+  if (c->stage_bytes[s] < bytes) {
+    if (c->stage[s]) HSC_CHECK_CUDA(cudaFreeHost(c->stage[s]));
+    c->stage[s] = NULL;
+    HSC_CHECK_CUDA(cudaMallocHost(&c->stage[s], bytes));
+    c->stage_bytes[s] = bytes;
+  }
+  memcpy(c->stage[s], host_src, bytes);
+  HSC_CHECK_CUDA(cudaEventRecord(c->queued, c->stream));
+  HSC_CHECK_CUDA(cudaStreamWaitEvent(c->copy_stream, c->queued, 0));
+  HSC_CHECK_CUDA(cudaMemcpyAsync(dst, c->stage[s], bytes, cudaMemcpyHostToDevice, c->copy_stream));
+  HSC_CHECK_CUDA(cudaEventRecord(c->staged[s], c->copy_stream));
+  HSC_CHECK_CUDA(cudaStreamWaitEvent(c->stream, c->staged[s], 0));
+}
+
+void *hsc_cuda_workspace(hsc_cuda_ctx *c, size_t bytes) {
+  if (bytes <= c->workspace_bytes) return c->workspace;
+  /* Grow to the request rounded up to 1 MiB, at least doubling, so that a sequence of slightly larger
+   * requests does not reallocate each time. */
+  size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+  if (want < 2 * c->workspace_bytes) want = 2 * c->workspace_bytes;
+  HSC_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+  if (c->workspace) HSC_CHECK_CUDA(cudaFree(c->workspace));
+  c->workspace = NULL;
+  c->workspace_bytes = 0;
+  cudaError_t rc = cudaMalloc(&c->workspace, want);
+  if (rc != cudaSuccess && want > bytes) { /* the doubling may be what does not fit */
+    want = bytes;
+    rc = cudaMalloc(&c->workspace, want);
+  }
+  if (rc != cudaSuccess)
+    hsc_fatal("cuda backend: workspace of %zu bytes on CUDA device %d: cudaMalloc failed: %s (%s)", want,
+              c->device, cudaGetErrorString(rc), cudaGetErrorName(rc));
+  c->workspace_bytes = want;
+  return c->workspace;
 }
 
 static void cuda_download(hsc_backend_ctx *ctx, void *host_dst, const void *src, size_t bytes) {
@@ -310,81 +373,18 @@ static void cuda_unpack_regions(hsc_backend_ctx *ctx, const hsc_region *r, int n
   regions_launch(ctx, REGIONS_UNPACK, r, nr, NULL, buf, packed_buf, NULL);
 }
 
-/* ---- cuDNN / cuBLAS operators: the GPU backend issue ---- */
-
-static _Noreturn void pending(const char *op) {
-  hsc_fatal("cuda backend: %s arrives with the GPU backend issue; use dist.backend: cpu", op);
-}
-
-static void cuda_conv2d_forward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x,
-                                const float *w, const float *b, float *y) {
-  pending("conv2d_forward");
-}
-static void cuda_conv2d_backward(hsc_backend_ctx *ctx, const hsc_conv2d_desc *d, const float *x,
-                                 const float *w, const float *dy, float *dx, float *dw, float *db) {
-  pending("conv2d_backward");
-}
-static void cuda_pointwise_forward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x,
-                                   const float *w, float *y) {
-  pending("pointwise_forward");
-}
-static void cuda_pointwise_backward(hsc_backend_ctx *ctx, const hsc_pointwise_desc *d, const float *x,
-                                    const float *w, const float *dy, float *dx, float *dw) {
-  pending("pointwise_backward");
-}
+/* Depthwise convolution on the leading c channels: own kernels (kernels/depthwise.cu). */
 static void cuda_depthwise_forward(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x,
                                    const float *w, float *y) {
-  pending("depthwise_forward");
+  HSC_CHECK_LAUNCH(
+      hsc_k_depthwise_forward(cuda(ctx)->stream, d->n, d->c, d->h, d->w, d->k, d->stride, x, w, y));
 }
+
 static void cuda_depthwise_backward(hsc_backend_ctx *ctx, const hsc_depthwise_desc *d, const float *x,
                                     const float *w, const float *dy, float *dx, float *dw) {
-  pending("depthwise_backward");
-}
-static void cuda_bn_forward_train(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
-                                  const float *gamma, const float *beta, float *running_mean,
-                                  float *running_var, float *y, float *save_mean, float *save_invstd) {
-  pending("bn_forward_train");
-}
-static void cuda_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
-                                  const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float *y) {
-  pending("bn_forward_infer");
-}
-static void cuda_bn_backward(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
-                             const float *gamma, const float *save_mean, const float *save_invstd,
-                             const float *dy, float *dx, float *dgamma, float *dbeta) {
-  pending("bn_backward");
-}
-static void cuda_bn_stats(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, float *mean,
-                          float *var) {
-  pending("bn_stats");
-}
-static void cuda_bn_fold(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *gamma, const float *beta,
-                         const float *running_mean, const float *running_var, const float *bias, float *scale,
-                         float *shift) {
-  pending("bn_fold");
-}
-static void cuda_scale_rows(hsc_backend_ctx *ctx, int rows, int cols, const float *scale, const float *x,
-                            float *y) {
-  pending("scale_rows");
-}
-static void cuda_bn_backward_reduce(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x,
-                                    const float *y, const float *mean, const float *invstd, const float *dy,
-                                    float *sum_g, float *sum_gxhat, float *dgamma, float *dbeta) {
-  pending("bn_backward_reduce");
-}
-static void cuda_bn_backward_elemt(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const float *x, const float *y,
-                                   const float *gamma, const float *mean, const float *invstd,
-                                   const float *dy, const float *mean_g, const float *mean_gxhat, float *dx) {
-  pending("bn_backward_elemt");
-}
-static void cuda_linear_forward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x,
-                                const float *w, const float *b, float *y) {
-  pending("linear_forward");
-}
-static void cuda_linear_backward(hsc_backend_ctx *ctx, const hsc_linear_desc *d, const float *x,
-                                 const float *w, const float *dy, float *dx, float *dw, float *db) {
-  pending("linear_backward");
+  if (!dx && !dw) return;
+  HSC_CHECK_LAUNCH(
+      hsc_k_depthwise_backward(cuda(ctx)->stream, d->n, d->c, d->h, d->w, d->k, d->stride, x, w, dy, dx, dw));
 }
 
 const hsc_backend hsc_backend_cuda = {
@@ -400,20 +400,20 @@ const hsc_backend hsc_backend_cuda = {
     .copy = cuda_copy,
     .zero = cuda_zero,
     .sync = cuda_sync,
-    .conv2d_forward = cuda_conv2d_forward,
-    .conv2d_backward = cuda_conv2d_backward,
-    .pointwise_forward = cuda_pointwise_forward,
-    .pointwise_backward = cuda_pointwise_backward,
+    .conv2d_forward = hsc_cuda_conv2d_forward,
+    .conv2d_backward = hsc_cuda_conv2d_backward,
+    .pointwise_forward = hsc_cuda_pointwise_forward,
+    .pointwise_backward = hsc_cuda_pointwise_backward,
     .depthwise_forward = cuda_depthwise_forward,
     .depthwise_backward = cuda_depthwise_backward,
-    .bn_forward_train = cuda_bn_forward_train,
-    .bn_forward_infer = cuda_bn_forward_infer,
-    .bn_backward = cuda_bn_backward,
-    .bn_stats = cuda_bn_stats,
-    .bn_fold = cuda_bn_fold,
-    .scale_rows = cuda_scale_rows,
-    .bn_backward_reduce = cuda_bn_backward_reduce,
-    .bn_backward_elemt = cuda_bn_backward_elemt,
+    .bn_forward_train = hsc_cuda_bn_forward_train,
+    .bn_forward_infer = hsc_cuda_bn_forward_infer,
+    .bn_backward = hsc_cuda_bn_backward,
+    .bn_stats = hsc_cuda_bn_stats,
+    .bn_fold = hsc_cuda_bn_fold,
+    .scale_rows = hsc_cuda_scale_rows,
+    .bn_backward_reduce = hsc_cuda_bn_backward_reduce,
+    .bn_backward_elemt = hsc_cuda_bn_backward_elemt,
     .relu_forward = cuda_relu_forward,
     .relu_backward = cuda_relu_backward,
     .split_forward = cuda_split_forward,
@@ -422,8 +422,8 @@ const hsc_backend hsc_backend_cuda = {
     .concat_backward = cuda_concat_backward,
     .avgpool_forward = cuda_avgpool_forward,
     .avgpool_backward = cuda_avgpool_backward,
-    .linear_forward = cuda_linear_forward,
-    .linear_backward = cuda_linear_backward,
+    .linear_forward = hsc_cuda_linear_forward,
+    .linear_backward = hsc_cuda_linear_backward,
     .xent_forward = cuda_xent_forward,
     .xent_backward = cuda_xent_backward,
     .accuracy = cuda_accuracy,
@@ -431,4 +431,7 @@ const hsc_backend hsc_backend_cuda = {
     .zero_regions = cuda_zero_regions,
     .pack_regions = cuda_pack_regions,
     .unpack_regions = cuda_unpack_regions,
+    .comm_attach = hsc_cuda_comm_attach,
+    .allreduce_mean = hsc_cuda_allreduce_mean,
+    .comm_wait = hsc_cuda_comm_wait,
 };
