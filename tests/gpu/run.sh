@@ -8,9 +8,12 @@
 #   devices.txt     `hsconas devices`
 #   test-gpu.txt    tests/gpu/run_tests.sh: every op GPU vs CPU, supernet step, training run, NCCL (2 GPUs)
 #   bench/          bench/gpu.sh: ImageNet-space path, batch 128 and 256, hsconas vs PyTorch + cuDNN
+#   profile.txt     hsconas profile of the ImageNet space on the GPU at batch 64 (the latency model and its
+#                   hold-out report; the model in LOGDIR/profile/latency.yaml)
 # Environment: HSC_GPU_BUNDLE (default build-gpu/bundle, unpacked from build-gpu/bundle.tar.xz when only
 # the archive is there), PYTHON (default python3, the one with torch), CUDA_HOME, HSC_GPU_SKIP_BENCH=1,
-# HSC_BENCH_STEPS / HSC_BENCH_WARMUP / HSC_BENCH_BATCHES (bench/gpu.sh).
+# HSC_BENCH_STEPS / HSC_BENCH_WARMUP / HSC_BENCH_BATCHES (bench/gpu.sh), HSC_GPU_SKIP_PROFILE=1,
+# HSC_PROFILE_BATCH (default 64).
 # Exit status: 0 when the tests passed and the benchmark ran; speed is reported, never a failure.
 set -uo pipefail
 logdir=${1:?usage: tests/gpu/run.sh LOGDIR}
@@ -145,6 +148,16 @@ if [ "${HSC_GPU_SKIP_BENCH:-0}" != 1 ]; then
   HSC_GPU_RUN=$run PYTHON=$python bench/gpu.sh "$B/build" "$logdir/bench" >"$logdir/bench.txt" 2>&1 || status=1
   cat "$logdir/bench/gpu.md" >>"$summary" 2>/dev/null || note "bench: no table (see $logdir/bench.txt)"
   cat "$logdir/bench/gpu.md" 2>/dev/null
+fi
+if [ "${HSC_GPU_SKIP_PROFILE:-0}" != 1 ]; then
+  # The latency model on the GPU backend, default protocol (docs/latency.md); the target is >= 95% of the
+  # hold-out architectures within +-10%.
+  # shellcheck disable=SC2086 # $run is a command prefix
+  $run "$B/build/hsconas" profile configs/imagenet.yaml --force --set dist.backend=cuda \
+    --set latency.batch="${HSC_PROFILE_BATCH:-64}" --set run.dir="$logdir/profile" >"$logdir/profile.txt" 2>&1 ||
+    status=1
+  grep -E '^latency model|^  (LAT|fit set|hold-out)' "$logdir/profile.txt" | tee -a "$summary" ||
+    note "profile: no report (see $logdir/profile.txt)"
 fi
 note "run.sh: status $status"
 exit $status
