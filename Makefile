@@ -169,7 +169,7 @@ test: deps
 # GPU tests: every operator GPU vs CPU, a supernet step, a short training run, NCCL with two GPUs. Only for
 # machines with a device (without one they fail with "no CUDA device: ..."); the normal `make test` stays
 # CPU-only. tests/gpu/run.sh runs the same binaries where the build's libraries are not installed.
-test-gpu-build: $(GPU_TESTS) $(BUILD)/bench/gpu $(BIN)
+test-gpu-build: $(GPU_TESTS) $(BUILD)/bench/train $(BIN)
 
 test-gpu:
 ifneq ($(WITH_CUDA),1)

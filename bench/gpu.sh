@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # GPU training-step and evaluation throughput of one ImageNet-space path: the C engine's CUDA backend
-# (BUILD/bench/gpu, from bench/gpu.c) and PyTorch + cuDNN (bench/gpu_torch.py) on the same architecture,
+# (BUILD/bench/train --backend cuda, from bench/train.c) and PyTorch + cuDNN (bench/gpu_torch.py) on the same architecture,
 # batch and GPU, one after the other in the same run; then a table of the two side by side with the ratio
 # hsconas / torch against the target (training >= 1.2x), printed and kept in OUT/gpu.md.
 #   bench/gpu.sh BUILD [OUT]              OUT defaults to BUILD/bench
 # Environment: PYTHON (default python3, the one with torch); HSC_BENCH_BATCHES (default "128 256");
-# HSC_BENCH_STEPS, HSC_BENCH_WARMUP (default bench/gpu.c's 30 and 5); HSC_BENCH_CONFIG (default
-# configs/imagenet.yaml), HSC_BENCH_ARCH (default bench/gpu.c's); HSC_GPU_RUN: a command prefix for the C
+# HSC_BENCH_STEPS, HSC_BENCH_WARMUP (default bench/train.c's 30 and 5); HSC_BENCH_CONFIG (default
+# configs/imagenet.yaml), HSC_BENCH_ARCH (default bench/train.c's: every operator in turn at scale 1.0); HSC_GPU_RUN: a command prefix for the C
 # side (tests/gpu/run.sh uses it to run the binary with its bundled libraries).
 # Exit status: non-zero only when a side failed; a missed target is reported, not an error.
 set -uo pipefail
@@ -16,14 +16,14 @@ out=${2:-$build/bench}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 python=${PYTHON:-python3}
-bin=$build/bench/gpu
+bin=$build/bench/train
 mkdir -p "$out"
 if [ ! -x "$bin" ]; then
   echo "bench/gpu.sh: $bin not found; build it with 'make CUDA=1 BUILD=$build $bin'" >&2
   exit 1
 fi
 batches=${HSC_BENCH_BATCHES:-128 256}
-common=(--config "${HSC_BENCH_CONFIG:-$root/configs/imagenet.yaml}")
+common=(--backend cuda --config "${HSC_BENCH_CONFIG:-$root/configs/imagenet.yaml}")
 [ -n "${HSC_BENCH_ARCH:-}" ] && common+=(--arch "$HSC_BENCH_ARCH")
 [ -n "${HSC_BENCH_STEPS:-}" ] && common+=(--steps "$HSC_BENCH_STEPS")
 [ -n "${HSC_BENCH_WARMUP:-}" ] && common+=(--warmup "$HSC_BENCH_WARMUP")

@@ -1,11 +1,17 @@
-/* Training-step and evaluation throughput of the supernet on one path (bench/train_torch.py runs the same
- * architecture, batch and threads through PyTorch; bench/train.sh prints both side by side).
+/* Training-step and evaluation throughput of the supernet on one path, on any backend. bench/train.sh runs
+ * it on the CPU beside bench/train_torch.py (same architecture, batch and threads); bench/gpu.sh runs it with
+ * --backend cuda on the ImageNet space beside bench/gpu_torch.py (PyTorch + cuDNN on the same GPU).
  *
- *   train [--config FILE] [--arch ARCH] [--batch N] [--steps N] [--warmup N]
+ *   train [--config FILE] [--backend NAME] [--arch ARCH] [--batch N] [--steps N] [--warmup N]
  *
  * Training: hsc_supernet_train_step (forward, loss, backward, SGD on the touched parameters) on a fixed
- * random batch, the path fixed; evaluation: forward with running BN statistics. Prints the median and the
- * best step time over --steps timed steps, as "train_img_s MEDIAN BEST" and "eval_img_s MEDIAN BEST". */
+ * random batch already in backend memory, the path fixed; evaluation: the forward with running BN statistics
+ * (BN folded into the convolutions). Each step is timed to the end of its work on the device (the backend's
+ * sync). The default architecture gives block l the space's operator l mod (operator count) at the scale
+ * nearest 1.0. Prints the median and the best over --steps timed steps after --warmup untimed ones (on the
+ * GPU the first steps choose cuDNN algorithms and grow the workspace), as "train_img_s MEDIAN BEST" and
+ * "eval_img_s MEDIAN BEST". --backend defaults to the config's dist.backend. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +22,17 @@
 #include "hsconas/space.h"
 #include "hsconas/supernet.h"
 
-#define DEFAULT_ARCH \
-  "shuffle3:1.0,shuffle5:1.0,shuffle7:1.0,xception:1.0,shuffle3:1.0,shuffle5:1.0,shuffle7:1.0,xception:1.0"
+/* Block l: the space's operator l mod nops, at the scale nearest 1.0. */
+static void default_arch(const hsc_space *s, hsc_arch *a) {
+  int one = 0;
+  for (int i = 1; i < s->nscales; i++)
+    if (fabs(s->scales[i] - 1.0) < fabs(s->scales[one] - 1.0)) one = i;
+  a->nblocks = s->nblocks;
+  for (int l = 0; l < s->nblocks; l++) {
+    a->op[l] = (uint8_t)s->ops[l % s->nops];
+    a->scale[l] = (uint8_t)one;
+  }
+}
 
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
@@ -25,11 +40,13 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  const char *config = "configs/fmnist.yaml", *arch_text = DEFAULT_ARCH;
+  const char *config = "configs/fmnist.yaml", *arch_text = NULL, *backend = NULL;
   int batch = 128, steps = 30, warmup = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--config"))
       config = argv[i + 1];
+    else if (!strcmp(argv[i], "--backend"))
+      backend = argv[i + 1];
     else if (!strcmp(argv[i], "--arch"))
       arch_text = argv[i + 1];
     else if (!strcmp(argv[i], "--batch"))
@@ -54,17 +71,21 @@ int main(int argc, char **argv) {
   hsc_arch arch;
   if (hsc_config_load(&cfg, config, NULL, 0, MPI_COMM_SELF, &err) != HSC_OK ||
       hsc_space_init(&space, &cfg, &err) != HSC_OK ||
-      hsc_arch_parse(&space, arch_text, &arch, &err) != HSC_OK) {
+      (arch_text && hsc_arch_parse(&space, arch_text, &arch, &err) != HSC_OK)) {
     fprintf(stderr, "train: %s\n", err.msg);
+    hsc_proc_finalize();
     return 1;
   }
-  const hsc_backend *be = hsc_backend_find(cfg.dist.backend, &err);
+  if (!arch_text) default_arch(&space, &arch);
+  const hsc_backend *be = hsc_backend_find(backend ? backend : cfg.dist.backend, &err);
   hsc_backend_ctx *ctx = NULL;
   hsc_backend_opts bo = {.threads = 0, .device = -1};
   hsc_supernet *net = NULL;
   if (!be || be->init(&ctx, &bo, &err) != HSC_OK ||
       hsc_supernet_create(&net, &space, NULL, be, ctx, batch, &err) != HSC_OK) {
     fprintf(stderr, "train: %s\n", err.msg);
+    if (ctx) be->free(ctx);
+    hsc_proc_finalize();
     return 1;
   }
   hsc_supernet_init_weights(net, 1);
@@ -90,10 +111,12 @@ int main(int argc, char **argv) {
     }
     qsort(t, (size_t)steps, sizeof(double), cmp_double);
     printf("%s_img_s %.1f %.1f\n", phase == 0 ? "train" : "eval", batch / t[steps / 2], batch / t[0]);
+    fflush(stdout);
   }
-  char desc[256];
+  char desc[512], text[HSC_MAX_BLOCKS * 16];
   be->describe(ctx, desc, sizeof desc);
-  printf("device %s\nbatch %d\narch %s\nmflops %.2f\n", desc, batch, arch_text,
+  hsc_arch_format(&space, &arch, text, sizeof text);
+  printf("device %s\nbatch %d\narch %s\nmflops %.2f\n", desc, batch, text,
          hsc_arch_flops(&space, &arch) / 1e6);
   free(t), free(x), free(y);
   hsc_supernet_free(net);

@@ -6,7 +6,7 @@
 #   tests/gpu/bundle.sh [BUNDLE]          BUNDLE defaults to build-gpu/bundle
 # The build is BUILD=build-gpu CUDA=1 ARCH=x86-64-v3 (no -march=native: the GPU machine's CPU is unknown).
 # BUNDLE/
-#   build/            hsconas, tests/gpu/test_gpu_ops, bench/gpu (the layout tests/gpu/run_tests.sh and
+#   build/            hsconas, tests/gpu/test_gpu_ops, bench/train (the layout tests/gpu/run_tests.sh and
 #                     bench/gpu.sh expect of a build directory)
 #   lib/              every shared library the binaries, Open MPI's tools and plugins load (resolved with
 #                     ldd), except the C library itself (glibc/ below) and the CUDA libraries (libcudart,
@@ -28,12 +28,12 @@ out=${1:-build-gpu/bundle}
 build="build-gpu"
 while [ -e /work/QUIET ]; do sleep 15; done # the project's quiet lock (a no-op elsewhere)
 nice -n 10 make -j"$(nproc)" BUILD=$build CUDA=1 ARCH=x86-64-v3 $build/hsconas $build/tests/gpu/test_gpu_ops \
-  $build/bench/gpu >/dev/null
+  $build/bench/train >/dev/null
 rm -rf "$out"
 mkdir -p "$out"/{build/tests/gpu,build/bench,lib,glibc,ompi/bin,pmix}
 cp $build/hsconas "$out/build/"
 cp $build/tests/gpu/test_gpu_ops "$out/build/tests/gpu/"
-cp $build/bench/gpu "$out/build/bench/"
+cp $build/bench/train "$out/build/bench/"
 
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 sys=/usr/lib/$multiarch

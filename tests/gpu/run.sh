@@ -142,7 +142,7 @@ note "tests: $(tail -n 1 "$logdir/test-gpu.txt")"
 grep -E '^(FAIL|skip)' "$logdir/test-gpu.txt" | tee -a "$summary"
 
 if [ "${HSC_GPU_SKIP_BENCH:-0}" != 1 ]; then
-  # 20 timed steps after 5 warm-up ones per side, metric and batch (bench/gpu.c's default is 30): the
+  # 20 timed steps after 5 warm-up ones per side, metric and batch (bench/train.c's default is 30): the
   # whole script fits a device session of a few minutes.
   export HSC_BENCH_STEPS=${HSC_BENCH_STEPS:-20} HSC_BENCH_WARMUP=${HSC_BENCH_WARMUP:-5}
   HSC_GPU_RUN=$run PYTHON=$python bench/gpu.sh "$B/build" "$logdir/bench" >"$logdir/bench.txt" 2>&1 || status=1
