@@ -95,6 +95,14 @@ void hsc_log_all(hsc_log_level level, const char *fmt, ...) __attribute__((forma
 /* Creates dir and its parents (mkdir -p); errors name the directory. */
 hsc_status hsc_make_dirs(const char *dir, hsc_error *err);
 
+/* Rank 0 of comm reads the whole file at `path` (at most `max` bytes) and broadcasts it: every rank gets a
+ * malloc'd, NUL-terminated copy in *text (its length in *len), or the same error, which names `what` and the
+ * path ("cannot open config file 'x.yaml': No such file or directory"), with `hint` (or NULL) appended when
+ * the file does not exist. Collective over comm. Large read-only inputs are read once, never by every rank
+ * (DESIGN.md §2). */
+hsc_status hsc_file_bcast(const char *path, const char *what, const char *hint, size_t max, MPI_Comm comm,
+                          char **text, size_t *len, hsc_error *err);
+
 /* Monotonic wall clock in seconds. */
 double hsc_now(void);
 

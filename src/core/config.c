@@ -696,81 +696,17 @@ hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error 
 
 /* ---- loading ---- */
 
-/* Reads the whole file into a malloc'd, NUL-terminated buffer. */
-static hsc_status read_file(const char *path, char **out, size_t *len, hsc_error *err) {
-  *out = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return hsc_error_set(err, HSC_ERR_IO, "cannot open config file '%s': %s", path, strerror(errno));
-  size_t cap = 4096, n = 0;
-  char *buf = hsc_xmalloc(cap);
-  hsc_status st = HSC_OK;
-  for (;;) {
-    if (n + 1 >= cap) {
-      if (cap >= FILE_MAX) {
-        st =
-            hsc_error_set(err, HSC_ERR_INPUT, "config file '%s' is larger than %u MiB", path, FILE_MAX >> 20);
-        goto fail;
-      }
-      cap *= 2;
-      char *b = realloc(buf, cap);
-      if (!b) hsc_fatal("out of memory reading '%s'", path);
-      buf = b;
-    }
-    size_t got = fread(buf + n, 1, cap - 1 - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  if (ferror(f)) {
-    st = hsc_error_set(err, HSC_ERR_IO, "cannot read config file '%s': %s", path, strerror(errno));
-    goto fail;
-  }
-  if (fclose(f) != 0) {
-    f = NULL;
-    st = hsc_error_set(err, HSC_ERR_IO, "cannot read config file '%s': %s", path, strerror(errno));
-    goto fail;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return HSC_OK;
-fail:
-  if (f) fclose(f); /* already failing: its own status adds nothing */
-  free(buf);
-  return st;
-}
-
 hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
                            MPI_Comm comm, hsc_error *err) {
-  int rank = 0, size = 1;
-  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  int size = 1;
   HSC_CHECK_MPI(MPI_Comm_size(comm, &size));
   hsc_config_defaults(cfg);
   hsc_status st = HSC_OK;
   if (path) {
-    /* Rank 0 sends {status, length} and then either the file's bytes or its error message. */
     char *buf = NULL;
     size_t len = 0;
-    long long head[2] = {HSC_OK, 0};
-    if (rank == 0) {
-      hsc_error local = {0};
-      head[0] = read_file(path, &buf, &len, &local);
-      if (head[0] != HSC_OK) {
-        len = strlen(local.msg);
-        buf = hsc_xmalloc(len + 1);
-        memcpy(buf, local.msg, len + 1);
-      }
-      head[1] = (long long)len;
-    }
-    HSC_CHECK_MPI(MPI_Bcast(head, 2, MPI_LONG_LONG, 0, comm));
-    len = (size_t)head[1];
-    if (rank != 0) buf = hsc_xmalloc(len + 1);
-    if (len > 0) HSC_CHECK_MPI(MPI_Bcast(buf, (int)len, MPI_CHAR, 0, comm));
-    buf[len] = '\0';
-    if (head[0] != HSC_OK)
-      st = hsc_error_set(err, (hsc_status)head[0], "%s", buf);
-    else
-      st = hsc_config_parse(cfg, buf, len, path, err);
+    st = hsc_file_bcast(path, "config file", NULL, FILE_MAX, comm, &buf, &len, err);
+    if (st == HSC_OK) st = hsc_config_parse(cfg, buf, len, path, err);
     free(buf);
     if (st) return st;
   }

@@ -532,72 +532,14 @@ hsc_status hsc_latency_parse(hsc_latency_model *m, const char *text, size_t len,
 
 /* ---- loading ---- */
 
-static hsc_status read_whole(const char *path, char **out, size_t *len, hsc_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return hsc_error_set(err, HSC_ERR_IO, "cannot open latency model %s: %s%s", path, strerror(errno),
-                         errno == ENOENT ? " (build one with `hsconas profile CONFIG`)" : "");
-  size_t cap = 1 << 16, n = 0;
-  char *buf = hsc_xmalloc(cap);
-  for (;;) {
-    if (n + 1 >= cap) {
-      if (cap >= MODEL_FILE_MAX) {
-        fclose(f);
-        free(buf);
-        return hsc_error_set(err, HSC_ERR_INPUT, "%s: larger than %d MiB, not a latency model", path,
-                             MODEL_FILE_MAX >> 20);
-      }
-      cap *= 2;
-      char *b = realloc(buf, cap);
-      if (!b) hsc_fatal("out of memory reading %s", path);
-      buf = b;
-    }
-    const size_t got = fread(buf + n, 1, cap - 1 - n, f);
-    n += got;
-    if (!got) break;
-  }
-  const int bad = ferror(f);
-  fclose(f); /* read-only: its status adds nothing to ferror */
-  if (bad) {
-    free(buf);
-    return hsc_error_set(err, HSC_ERR_IO, "cannot read latency model %s", path);
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return HSC_OK;
-}
-
 hsc_status hsc_latency_load(hsc_latency_model *m, const char *path, const hsc_space *s, int batch,
                             const char *backend, MPI_Comm comm, hsc_error *err) {
-  int rank = 0;
-  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-  /* Rank 0 sends {status, length}, then the bytes or its error message. */
   char *buf = NULL;
   size_t len = 0;
-  long long head[2] = {HSC_OK, 0};
-  if (rank == 0) {
-    hsc_error local = {0};
-    head[0] = read_whole(path, &buf, &len, &local);
-    if (head[0] != HSC_OK) {
-      len = strlen(local.msg);
-      buf = hsc_xmalloc(len + 1);
-      memcpy(buf, local.msg, len + 1);
-    }
-    head[1] = (long long)len;
-  }
-  HSC_CHECK_MPI(MPI_Bcast(head, 2, MPI_LONG_LONG, 0, comm));
-  len = (size_t)head[1];
-  if (rank != 0) buf = hsc_xmalloc(len + 1);
-  HSC_CHECK_MPI(MPI_Bcast(buf, (int)len, MPI_CHAR, 0, comm));
-  buf[len] = '\0';
-  hsc_status st;
-  if (head[0] != HSC_OK) {
-    st = hsc_error_set(err, (hsc_status)head[0], "%s", buf);
-  } else {
-    st = hsc_latency_parse(m, buf, len, path, err);
-    if (st == HSC_OK && s) st = hsc_latency_check(m, s, batch, backend, path, err);
-  }
+  hsc_status st = hsc_file_bcast(path, "latency model", "(build one with `hsconas profile CONFIG`)",
+                                 MODEL_FILE_MAX, comm, &buf, &len, err);
+  if (st == HSC_OK) st = hsc_latency_parse(m, buf, len, path, err);
+  if (st == HSC_OK && s) st = hsc_latency_check(m, s, batch, backend, path, err);
   free(buf);
   return st;
 }

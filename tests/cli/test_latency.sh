@@ -60,7 +60,7 @@ expect_error "truncated model" "trunc.yaml:[0-9]+:[0-9]+: .*truncated" \
 awk '/- \{block: 1, op: shuffle5,/ {skip = 3} skip > 0 {skip--; next} {print}' "$dir/latency.yaml" >"$work/gap.yaml"
 expect_error "missing LUT entry" "gap.yaml:.*no entry for block 1 operator shuffle5" \
   "$bin" latency $cfg --set latency.model="$work/gap.yaml" --arch $arch
-expect_error "no model" "cannot open latency model $work/none.yaml.*hsconas profile" \
+expect_error "no model" "cannot open latency model '$work/none.yaml': .*hsconas profile" \
   "$bin" latency $cfg --set latency.model="$work/none.yaml" --arch $arch
 
 run "$work/p3.log" "$bin" profile $cfg --set run.dir="$dir" "${short[@]}" --force
