@@ -38,6 +38,23 @@ expect_grep() {
   fi
 }
 
+# expect_error CASE STATUS PATTERN CMD...: CMD exits with STATUS and prints PATTERN.
+expect_error() {
+  local case=$1 want=$2 pattern=$3
+  shift 3
+  "$@" >"$work/err.log" 2>&1
+  local got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "$case" "exit status $got, expected $want"
+    sed 's/^/    | /' "$work/err.log" | tail -n 10
+  elif ! grep -Eq -- "$pattern" "$work/err.log"; then
+    fail "$case" "message lacks /$pattern/"
+    sed 's/^/    | /' "$work/err.log" | tail -n 10
+  else
+    pass "$case"
+  fi
+}
+
 finish() {
   echo "$name: $npass passed, $nfail failed"
   [ "$nfail" -eq 0 ]

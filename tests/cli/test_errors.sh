@@ -4,23 +4,6 @@
 source "$(dirname "$0")/lib.sh"
 cfg=tests/cli/tiny.yaml
 
-# expect_error CASE STATUS PATTERN CMD...: CMD exits with STATUS and prints PATTERN.
-expect_error() {
-  local case=$1 want=$2 pattern=$3
-  shift 3
-  "$@" >"$work/err.log" 2>&1
-  local got=$?
-  if [ "$got" -ne "$want" ]; then
-    fail "$case" "exit status $got, expected $want"
-    sed 's/^/    | /' "$work/err.log" | tail -n 10
-  elif ! grep -Eq -- "$pattern" "$work/err.log"; then
-    fail "$case" "message lacks /$pattern/"
-    sed 's/^/    | /' "$work/err.log" | tail -n 10
-  else
-    pass "$case"
-  fi
-}
-
 printf 'run:\n  seed: 1\nsupernet:\n  lrr: 0.1\n' >"$work/unknown.yaml"
 expect_error "unknown key" 1 "unknown.yaml:4:3: unknown key 'supernet.lrr'.*supernet.lr" "$bin" train "$work/unknown.yaml"
 printf 'data:\n  batch_size: many\n' >"$work/type.yaml"

@@ -32,35 +32,20 @@ expect_status "latency --measure on 2 ranks" 0 "$work/l2.log" $?
 expect_grep "measured beside predicted" "^[0-9a-f]{16} +[0-9.]+ +[0-9.]+ +[0-9.]+ +[-+][0-9.]+  $arch" "$work/l2.log"
 
 # Bad models: each refused with one message naming the file; the model itself is never rewritten.
-expect_error() { # CASE PATTERN CMD...
-  local case=$1 pattern=$2
-  shift 2
-  "$@" >"$work/err.log" 2>&1
-  local got=$?
-  if [ "$got" -ne 1 ]; then
-    fail "$case" "exit status $got, expected 1"
-    sed 's/^/    | /' "$work/err.log" | tail -n 10
-  elif ! grep -Eq -- "$pattern" "$work/err.log"; then
-    fail "$case" "message lacks /$pattern/"
-    sed 's/^/    | /' "$work/err.log" | tail -n 10
-  else
-    pass "$case"
-  fi
-}
-expect_error "model of another space" "latency.yaml: latency model built for another search space" \
+expect_error "model of another space" 1 "latency.yaml: latency model built for another search space" \
   "$bin" latency $cfg --set run.dir="$dir" --set space.scales=[0.5,1.0] --arch shuffle3:0.5,shuffle3:0.5,shuffle3:0.5
-expect_error "profile keeps another space's model" "another search space.*it was kept" \
+expect_error "profile keeps another space's model" 1 "another search space.*it was kept" \
   "$bin" profile $cfg --set run.dir="$dir" --set space.scales=[0.5,1.0] "${short[@]}"
 cmp -s "$dir/latency.yaml" "$work/model.before" && pass "model kept" || fail "model kept"
-expect_error "model of another batch" "profiled at batch 1, but latency.batch is 4" \
+expect_error "model of another batch" 1 "profiled at batch 1, but latency.batch is 4" \
   "$bin" latency $cfg --set run.dir="$dir" --set latency.batch=4 --arch $arch
 head -c $(($(wc -c <"$dir/latency.yaml") * 2 / 3)) "$dir/latency.yaml" >"$work/trunc.yaml"
-expect_error "truncated model" "trunc.yaml:[0-9]+:[0-9]+: .*truncated" \
+expect_error "truncated model" 1 "trunc.yaml:[0-9]+:[0-9]+: .*truncated" \
   "$bin" latency $cfg --set latency.model="$work/trunc.yaml" --arch $arch
 awk '/- \{block: 1, op: shuffle5,/ {skip = 3} skip > 0 {skip--; next} {print}' "$dir/latency.yaml" >"$work/gap.yaml"
-expect_error "missing LUT entry" "gap.yaml:.*no entry for block 1 operator shuffle5" \
+expect_error "missing LUT entry" 1 "gap.yaml:.*no entry for block 1 operator shuffle5" \
   "$bin" latency $cfg --set latency.model="$work/gap.yaml" --arch $arch
-expect_error "no model" "cannot open latency model '$work/none.yaml': .*hsconas profile" \
+expect_error "no model" 1 "cannot open latency model '$work/none.yaml': .*hsconas profile" \
   "$bin" latency $cfg --set latency.model="$work/none.yaml" --arch $arch
 
 run "$work/p3.log" "$bin" profile $cfg --set run.dir="$dir" "${short[@]}" --force
