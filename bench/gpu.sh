@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU training-step and evaluation throughput of one ImageNet-space path: the C engine's CUDA backend
-# (BUILD/bench/train --backend cuda, from bench/train.c) and PyTorch + cuDNN (bench/gpu_torch.py) on the same architecture,
+# (BUILD/bench/train --backend cuda, from bench/train.c) and PyTorch + cuDNN (bench/train_torch.py --device cuda) on the same architecture,
 # batch and GPU, one after the other in the same run; then a table of the two side by side with the ratio
 # hsconas / torch against the target (training >= 1.2x), printed and kept in OUT/gpu.md.
 #   bench/gpu.sh BUILD [OUT]              OUT defaults to BUILD/bench
@@ -23,7 +23,7 @@ if [ ! -x "$bin" ]; then
   exit 1
 fi
 batches=${HSC_BENCH_BATCHES:-128 256}
-common=(--backend cuda --config "${HSC_BENCH_CONFIG:-$root/configs/imagenet.yaml}")
+common=(--config "${HSC_BENCH_CONFIG:-$root/configs/imagenet.yaml}")
 [ -n "${HSC_BENCH_ARCH:-}" ] && common+=(--arch "$HSC_BENCH_ARCH")
 [ -n "${HSC_BENCH_STEPS:-}" ] && common+=(--steps "$HSC_BENCH_STEPS")
 [ -n "${HSC_BENCH_WARMUP:-}" ] && common+=(--warmup "$HSC_BENCH_WARMUP")
@@ -40,13 +40,13 @@ rows=()
 for b in $batches; do
   c_out=$out/gpu-c-b$b.txt t_out=$out/gpu-torch-b$b.txt
   echo "bench/gpu.sh: hsconas, batch $b ..." >&2
-  "${prefix[@]}" "$bin" "${common[@]}" --batch "$b" >"$c_out" 2>&1 || {
+  "${prefix[@]}" "$bin" --backend cuda "${common[@]}" --batch "$b" >"$c_out" 2>&1 || {
     echo "bench/gpu.sh: $bin failed (status $?), see $c_out" >&2
     status=1
   }
   echo "bench/gpu.sh: torch, batch $b ..." >&2
-  "$python" "$here/gpu_torch.py" "${common[@]}" --batch "$b" --device cuda >"$t_out" 2>&1 || {
-    echo "bench/gpu.sh: gpu_torch.py failed (status $?), see $t_out" >&2
+  "$python" "$here/train_torch.py" "${common[@]}" --batch "$b" --device cuda >"$t_out" 2>&1 || {
+    echo "bench/gpu.sh: train_torch.py failed (status $?), see $t_out" >&2
     status=1
   }
   cm=$(field mflops "$c_out") tm=$(field mflops "$t_out")

@@ -1,6 +1,7 @@
 /* Training-step and evaluation throughput of the supernet on one path, on any backend. bench/train.sh runs
  * it on the CPU beside bench/train_torch.py (same architecture, batch and threads); bench/gpu.sh runs it with
- * --backend cuda on the ImageNet space beside bench/gpu_torch.py (PyTorch + cuDNN on the same GPU).
+ * --backend cuda on the ImageNet space beside bench/train_torch.py --device cuda (PyTorch + cuDNN on the same
+ * GPU).
  *
  *   train [--config FILE] [--backend NAME] [--arch ARCH] [--batch N] [--steps N] [--warmup N]
  *
