@@ -172,8 +172,15 @@ start() {
   mkdir -p "$dir"/{etc,ctld,run,log,munge/etc,munge/run,munge/log,munge/lib}
   chmod 0700 "$dir/munge/etc"
   # munged refuses a socket that others cannot reach: every directory on its path must be traversable
-  # (mktemp -d makes DIR 0700)
+  # (mktemp -d makes DIR 0700; DIR is ours, its parents are not)
   chmod go+x "$dir" "$dir/munge"
+  local up
+  up=$(cd "$dir/.." && pwd)
+  while [ "$up" != / ]; do
+    [ "$(($(stat -c '%#a' "$up") & 8#011))" -eq $((8#011)) ] ||
+      die "'$up' is not searchable by all (mode $(stat -c %a "$up")), which munged requires of its socket path: chmod go+x it or choose another DIR"
+    up=$(dirname "$up")
+  done
   chmod 0755 "$dir/munge/run"
   local i
   for ((i = 1; i <= nodes; i++)); do mkdir -p "$dir/spool/n$i" "$dir/tmp/n$i"; done
