@@ -94,7 +94,7 @@ hsc_init() {
   local dump
   dump=$("$HSCONAS" config "$HSC_CMD_CONFIG" --dump "${HSC_CMD_SETS[@]}") ||
     hsc_die 1 "the configuration does not load (message above): nothing was started"
-  HSC_RUN_DIR=$(awk '/^run:/ {r = 1; next} /^[^ #]/ {r = 0} r && $1 == "dir:" {print $2; exit}' <<<"$dump")
+  HSC_RUN_DIR=$(awk '/^run:/ {r = 1; next} /^[^ #]/ {r = 0} r && $1 == "dir:" {sub(/^ *dir: */, ""); gsub(/^"|"$/, ""); print; exit}' <<<"$dump")
   [ -n "$HSC_RUN_DIR" ] || hsc_die 1 "no run.dir in 'hsconas config --dump' output"
   mkdir -p "$HSC_RUN_DIR" || hsc_die 1 "cannot create run.dir '$HSC_RUN_DIR'"
 
@@ -141,16 +141,17 @@ _hsc_requeue() {
     exit "$status"
   fi
   echo "$(date -u +%FT%TZ) job $SLURM_JOB_ID restart $restarts: requeued: $why" >>"$HSC_RUN_DIR/slurm-requeues.log"
+  # Logged first: the requeue ends this shell and its children at once with SIGTERM (the trap exits 0).
+  # Slurm starts the job again once it is eligible: after the cluster's credential lifetime (AuthInfo
+  # cred_expire, 120 s by default).
+  hsc_log "$why; requeueing job $SLURM_JOB_ID (restart $((restarts + 1)) will resume)"
   _hsc_leaving=1
   local out
   if ! out=$(scontrol requeue "$SLURM_JOB_ID" 2>&1); then
     _hsc_leaving=""
-    hsc_log "$why; 'scontrol requeue $SLURM_JOB_ID' failed: $out. Resubmit with HSC_RESUME=1 to continue"
+    hsc_log "'scontrol requeue $SLURM_JOB_ID' failed: $out. Resubmit with HSC_RESUME=1 to continue"
     exit "$status"
   fi
-  # Slurm now ends this shell with SIGTERM (the trap exits 0) and starts the job again once it is
-  # eligible: after the cluster's credential lifetime (AuthInfo cred_expire, 120 s by default).
-  hsc_log "$why; requeued job $SLURM_JOB_ID (restart $((restarts + 1)) will resume)"
   exit 0
 }
 

@@ -24,7 +24,7 @@ finish() {
   [ "$nfail" -eq 0 ]
 }
 cluster=$here/tests/slurm/cluster.sh
-cases=(train-1-node inspect train-2-nodes preempt-usr1 preempt-requeue pipeline-cancels failure-bounded
+cases=(train-1-node inspect train-2-nodes preempt-usr1 preempt-requeue preempt-mpirun pipeline-cancels failure-bounded
   pipeline-profile-train array-targets)
 
 if ! reason=$("$cluster" check); then
@@ -57,7 +57,11 @@ export HSCONAS=$bin
 export OMPI_MCA_btl=self,tcp
 unset HSC_STOP_AT_STEP HSC_CONFIG HSC_SET HSC_LAUNCHER HSC_RESUME
 cfg=$here/tests/cli/tiny.yaml
-long=(--set supernet.max_steps=2000 --set checkpoint.every_steps=500 --set checkpoint.keep=10
+# The runs that get preempted: long enough that a signal sent once step 50 is logged lands mid-training
+# (the release build does 2000 steps in a few seconds; the sanitizer build is about 45 times slower).
+steps=2000
+[ -n "${HSC_SANITIZED:-}" ] && steps=300
+long=(--set "supernet.max_steps=$steps" --set checkpoint.every_steps=100 --set checkpoint.keep=30
   --set log.every_steps=50)
 ck() { printf '%s/checkpoints/supernet-%010d.h5' "$1" "$2"; }
 
@@ -100,7 +104,7 @@ same_params() { # A B: final checkpoints equal bitwise in /params and /optim
 
 # 1. train.sbatch on one node (2 tasks) and on two fake nodes (1 task each): both complete and leave a
 #    valid final checkpoint; the same number of ranks gives the same parameters on 1 or 2 nodes. The
-#    uninterrupted 2000-step reference for the preemption cases runs alongside.
+#    uninterrupted long reference for the preemption cases runs alongside.
 t0=$(date +%s)
 j1=$(submit train-1-node -N1 -n2 "$here/jobs/train.sbatch" "$cfg" --set run.dir="$work/r1")
 j2=$(submit train-2-nodes -N2 --ntasks-per-node=1 "$here/jobs/train.sbatch" "$cfg" --set run.dir="$work/r2")
@@ -117,28 +121,28 @@ if grep -q "on n\[1-2\] (2 tasks)" "$work/train-2-nodes.out" && same_params "$(c
 else fail "2 nodes equal 1 node bitwise" "$(grep hsconas-job "$work/train-2-nodes.out" | head -n 2)"; fi
 echo "    (training jobs: $(($(date +%s) - t0)) s)"
 
-# preempt CASE HOW: a long run signalled once it has logged step 50: HOW=usr1 is the time-limit warning
+# preempt CASE HOW [LAUNCHER]: a long run signalled once it has logged step 50: HOW=usr1 is the time-limit warning
 # (`scancel --signal=USR1 --batch`: the job requeues itself), HOW=requeue is `scontrol requeue` (Slurm ends
 # and requeues the job). Either way it must resume and end bitwise equal to the reference.
 preempt() {
   local c=$1 how=$2 id i t1
   t1=$(date +%s)
-  id=$(submit "$c" -N1 -n2 "$here/jobs/train.sbatch" "$cfg" --set run.dir="$work/$c" "${long[@]}")
+  id=$(HSC_LAUNCHER=${3:-srun} submit "$c" -N1 -n2 "$here/jobs/train.sbatch" "$cfg" --set run.dir="$work/$c" "${long[@]}")
   for ((i = 0; i < 600; i++)); do
-    grep -q "step 50/2000" "$work/$c.out" 2>/dev/null && break
+    grep -q "step 50/$steps" "$work/$c.out" 2>/dev/null && break
     sleep 0.1
   done
-  [ "$i" -lt 600 ] || echo "    $c: no 'step 50/2000' line after 60 s; signalling anyway"
+  [ "$i" -lt 600 ] || echo "    $c: no 'step 50/$steps' line after 60 s; signalling anyway"
   if [ "$how" = usr1 ]; then scancel --signal=USR1 --batch "$id"; else scontrol requeue "$id"; fi
   wait_job "$id" 180
   expect_job "$c" "$id" COMPLETED 0:0 1
   local stop
   stop=$(sed -nE 's/.*signal received: checkpointing at step ([0-9]+).*/\1/p' "$work/$c.out" | head -n 1)
-  if [ -n "$stop" ] && [ "$stop" -lt 2000 ] && [ -f "$(ck "$work/$c" "$stop")" ] &&
+  if [ -n "$stop" ] && [ "$stop" -lt "$steps" ] && [ -f "$(ck "$work/$c" "$stop")" ] &&
     grep -q "resuming from .*supernet-$(printf %010d "$stop").h5" "$work/$c.out"; then
     pass "$c: checkpoint at step $stop, resumed from it"
   else fail "$c: checkpoint mid-training, resumed from it" "stop step '${stop:-none}'"; fi
-  if [ -f "$(ck "$work/$c" 2000)" ] && same_params "$(ck "$work/ref" 2000)" "$(ck "$work/$c" 2000)"; then
+  if [ -f "$(ck "$work/$c" "$steps")" ] && same_params "$(ck "$work/ref" "$steps")" "$(ck "$work/$c" "$steps")"; then
     pass "$c: bitwise equal to the uninterrupted run"
   else fail "$c: bitwise equal to the uninterrupted run"; fi
   echo "    ($c: $(($(date +%s) - t1)) s, requeue to restart: $(restart_gap "$work/$c.out") s)"
@@ -147,8 +151,8 @@ preempt() {
 # restart_gap LOG: seconds between the first attempt's last job line and the restart's first.
 restart_gap() {
   local a b
-  a=$(grep -E '^\[hsconas-job' "$1" | grep -B1 'restart 1 on' | head -n 1 | sed -E 's/^\[hsconas-job ([0-9:]+)\].*/\1/')
-  b=$(grep -E '^\[hsconas-job .*restart 1 on' "$1" | head -n 1 | sed -E 's/^\[hsconas-job ([0-9:]+)\].*/\1/')
+  a=$(grep -E '^\[hsconas-job [0-9:]+\]' "$1" | grep -B1 'restart 1 on' | head -n 1 | sed -E 's/^\[hsconas-job ([0-9:]+)\].*/\1/')
+  b=$(grep -E '^\[hsconas-job [0-9:]+\] .*restart 1 on' "$1" | head -n 1 | sed -E 's/^\[hsconas-job ([0-9:]+)\].*/\1/')
   [ -n "$a" ] && [ -n "$b" ] && echo $(($(date -d "$b" +%s) - $(date -d "$a" +%s)))
 }
 
@@ -158,6 +162,9 @@ preempt preempt-usr1 usr1
 grep -q "requeued: 'train' stopped after a checkpoint" "$work/preempt-usr1/slurm-requeues.log" 2>/dev/null &&
   pass "preempt-usr1: the requeue is logged in run.dir" || fail "preempt-usr1: the requeue is logged in run.dir"
 preempt preempt-requeue requeue
+preempt preempt-mpirun usr1 mpirun
+grep -q "step: mpirun " "$work/preempt-mpirun.out" && pass "preempt-mpirun: launched by mpirun" ||
+  fail "preempt-mpirun: launched by mpirun"
 
 # 3. pipeline.sh: a bad configuration value is refused before anything is queued; a train phase that fails
 #    at run time (the dataset is missing; HSC_FAILURE_REQUEUES=0: no retry) cancels the search phase that
