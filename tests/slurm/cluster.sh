@@ -248,6 +248,12 @@ stop() {
     done
   fi
   stop_daemons
+  # Daemons whose pid files went missing: found by this cluster's own config path on their command line.
+  local pid
+  for pid in $(pgrep -f -- "-f $conf( |\$)" 2>/dev/null || true); do
+    echo "cluster.sh: pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)) had no pid file: SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   echo "cluster.sh: stopped ($dir)"
 }
 
