@@ -86,8 +86,8 @@ REFS    := $(patsubst tests/ref/%_ref.py,$(REFDIR)/%.h5,$(wildcard tests/ref/*_r
 # Test objects are kept (make would delete the harness object as an intermediate).
 .SECONDARY:
 
-.PHONY: FORCE all deps test format-check test-build asan-test bench run install clean format help test-gpu \
-        test-gpu-build
+.PHONY: FORCE all deps deps-test test format-check test-build asan-test bench run install clean format help \
+        test-gpu test-gpu-build
 all: $(LIB) $(BIN)
 
 help:
@@ -95,6 +95,10 @@ help:
 
 deps:
 	@scripts/deps.sh
+
+# The tests also need slurmctld, slurmd, slurm-client and munge (tests/slurm/ starts a local cluster).
+deps-test:
+	@scripts/deps.sh --slurm
 
 # V=1 shows the full command lines.
 Q := $(if $(filter 1,$(V)),,@)
@@ -162,7 +166,7 @@ $(REFDIR)/step.h5: tests/ref/step_ref.py tests/ref/spos.py $(BUILD)/tests/test_s
 test-build: $(LIB) $(BIN) $(TESTS) $(MPI_TESTS)
 
 NPROC := $(shell nproc 2>/dev/null || echo 2)
-test: deps
+test: deps-test
 	$(MAKE) -j$(NPROC) test-build $(REFS)
 	tests/run.sh $(BUILD) $(REFDIR)
 
@@ -178,7 +182,7 @@ endif
 	$(MAKE) -j$(NPROC) test-gpu-build
 	tests/gpu/run_tests.sh $(BUILD)
 
-asan-test: deps
+asan-test: deps-test
 	$(MAKE) -j$(NPROC) BUILD=build-asan SANITIZE=address,undefined CUDA=0 test-build $(REFS)
 	HSC_SANITIZED=1 tests/run.sh build-asan $(REFDIR)
 
@@ -198,6 +202,9 @@ install: all
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libhsconas.a
 	install -m 644 include/hsconas/*.h $(DESTDIR)$(PREFIX)/include/hsconas/
 	$(if $(wildcard configs/*.yaml),install -m 644 configs/*.yaml $(DESTDIR)$(PREFIX)/share/hsconas/configs/)
+	install -d $(DESTDIR)$(PREFIX)/share/hsconas/jobs
+	install -m 755 jobs/*.sbatch jobs/pipeline.sh $(DESTDIR)$(PREFIX)/share/hsconas/jobs/
+	install -m 644 jobs/lib.sh $(DESTDIR)$(PREFIX)/share/hsconas/jobs/
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' 2>/dev/null)
 format:

@@ -88,6 +88,13 @@ for t in "$here"/tests/cli/test_*.sh; do
   OMP_NUM_THREADS=$threads run_one "cli/$(basename "$t" .sh)" bash "$t" "$build"
 done
 
+# Slurm tests: the jobs/ scripts submitted to a throwaway local cluster (tests/slurm/cluster.sh; as root,
+# about a minute). Where no cluster can start they report every case skipped, with the reason.
+for t in "$here"/tests/slurm/test_*.sh; do
+  [ -f "$t" ] || continue
+  OMP_NUM_THREADS=$threads run_one "slurm/$(basename "$t" .sh)" bash "$t" "$build"
+done
+
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed programs: ${failures[*]}"
 summary="$passed passed, $failed failed"
