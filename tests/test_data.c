@@ -67,7 +67,7 @@ static int write_bytes(hsc_test *t, const char *path, const unsigned char *b, si
 }
 
 /* Writes an image file [n, rows, cols] of random bytes and a label file [nl] with labels i % 10 to fresh
- * temp paths ip, lp [64]. */
+ * temp paths ip, lp [64] (new files: a caller writing a second pair removes the first). */
 static int write_pair(hsc_test *t, char *ip, char *lp, uint32_t n, uint32_t rows, uint32_t cols, uint32_t nl,
                       int gz) {
   if (!tmp_file(t, ip) || !tmp_file(t, lp)) return 0;
@@ -225,6 +225,8 @@ static void t_idx_bad_magic(hsc_test *t) {
   const char *w1[] = {"bad magic", "0x12345678", "0x00000803"};
   expect_error(t, ip, lp, HSC_ERR_INPUT, ip, w1, 3);
   /* A label file given as the image file. */
+  unlink(ip);
+  unlink(lp);
   T_REQUIRE(t, write_pair(t, ip, lp, 4, 3, 3, 4, 0));
   const char *w2[] = {"0x00000801", "1 dimension", "has 3"};
   expect_error(t, lp, lp, HSC_ERR_INPUT, lp, w2, 3);
@@ -295,6 +297,8 @@ static void t_idx_truncated(hsc_test *t) {
   const char *w3[] = {"truncated", "header"};
   expect_error(t, ip, lp, HSC_ERR_INPUT, ip, w3, 2);
   /* A truncated label file. */
+  unlink(ip);
+  unlink(lp);
   T_REQUIRE(t, write_pair(t, ip, lp, 5, 4, 4, 5, 0));
   b = idx_blob(0x00000801, 1, dims, 5, NULL, &len);
   T_REQUIRE(t, write_bytes(t, lp, b, len - 1, 0));
@@ -332,6 +336,8 @@ static void t_idx_trailing(hsc_test *t) {
     const char *w[] = {"7 bytes of trailing data", "5 images of 4x3", "holds 83 bytes"};
     expect_error(t, ip, lp, HSC_ERR_INPUT, ip, w, 3);
     /* Trailing bytes after the labels. */
+    unlink(ip);
+    unlink(lp);
     T_REQUIRE(t, write_pair(t, ip, lp, 5, 4, 3, 5, gz));
     b = idx_blob(0x00000801, 1, dims, 6, NULL, &len);
     T_REQUIRE(t, write_bytes(t, lp, b, len, gz));
