@@ -205,3 +205,23 @@ int hsc_test_main(const char *prog, int argc, char **argv, const hsc_test_case *
   }
   return failed ? 1 : 0;
 }
+
+void *tu_dev_from(const hsc_backend *be, hsc_backend_ctx *ctx, const void *host, size_t bytes) {
+  void *d = be->alloc(ctx, bytes);
+  be->upload(ctx, d, host, bytes);
+  return d;
+}
+
+float *tu_host_from(const hsc_backend *be, hsc_backend_ctx *ctx, const float *d, size_t n) {
+  float *h = hsc_xaligned(n * sizeof(float) + 64);
+  be->download(ctx, h, d, n * sizeof(float));
+  return h;
+}
+
+void tu_check_dev_at(hsc_test *t, const char *file, int line, const hsc_backend *be, hsc_backend_ctx *ctx,
+                     const char *what, const float *d, const float *want, size_t n, double rtol,
+                     double atol) {
+  float *got = tu_host_from(be, ctx, d, n);
+  hsc_test_close_at(t, file, line, what, got, want, n, rtol, atol);
+  free(got);
+}

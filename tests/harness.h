@@ -69,6 +69,16 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
 #define T_CLOSE(t, what, got, want, n, rtol, atol) \
   hsc_test_close_at((t), __FILE__, __LINE__, (what), (got), (want), (n), (rtol), (atol))
 
+/* --- backend memory (device tests) --- */
+
+/* A new backend buffer holding `bytes` of host memory. */
+void *tu_dev_from(const hsc_backend *be, hsc_backend_ctx *ctx, const void *host, size_t bytes);
+/* n backend floats back in a new 64-byte aligned host array (caller frees). */
+float *tu_host_from(const hsc_backend *be, hsc_backend_ctx *ctx, const float *d, size_t n);
+/* Compares n backend floats with the host reference, as T_CLOSE. */
+void tu_check_dev_at(hsc_test *t, const char *file, int line, const hsc_backend *be, hsc_backend_ctx *ctx,
+                     const char *what, const float *d, const float *want, size_t n, double rtol, double atol);
+
 /* --- helpers shared by the operator tests --- */
 
 /* Accumulation check: got [n] == old [n] + fresh [n], where `fresh` is the gradient the same call wrote

@@ -78,23 +78,11 @@ static int gpu_open(hsc_test *t, gpu *g) {
   } while (0)
 
 static void *dev_from(gpu *g, const void *host, size_t bytes) {
-  void *d = g->be->alloc(g->ctx, bytes);
-  g->be->upload(g->ctx, d, host, bytes);
-  return d;
+  return tu_dev_from(g->be, g->ctx, host, bytes);
 }
-
-static float *host_from(gpu *g, const float *d, size_t n) {
-  float *h = hsc_xaligned(n * sizeof(float) + 64);
-  g->be->download(g->ctx, h, d, n * sizeof(float));
-  return h;
-}
-
-static void check_dev(hsc_test *t, gpu *g, const char *what, const float *d, const float *want, size_t n,
-                      double rtol, double atol) {
-  float *got = host_from(g, d, n);
-  T_CLOSE(t, what, got, want, n, rtol, atol);
-  free(got);
-}
+static float *host_from(gpu *g, const float *d, size_t n) { return tu_host_from(g->be, g->ctx, d, n); }
+#define check_dev(t, g, what, d, want, n, rtol, atol) \
+  tu_check_dev_at((t), __FILE__, __LINE__, (g)->be, (g)->ctx, (what), (d), (want), (n), (rtol), (atol))
 
 /* ---- general convolution (cuDNN) ---- */
 
