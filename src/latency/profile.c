@@ -24,6 +24,7 @@
 
 #include "hsconas/backend.h"
 #include "hsconas/latency.h"
+#include "hsconas/plot.h"
 #include "hsconas/progress.h"
 #include "hsconas/rng.h"
 #include "hsconas/signals.h"
@@ -281,11 +282,11 @@ static void describe_model(hsc_latency_model *m, const bench *b) {
   m->seed = cfg->run.seed;
 }
 
-/* MODEL.yaml -> MODEL-archs.csv (the measured architectures, for plots and checks). */
-static void csv_path(const char *model, char *buf, size_t len) {
+/* MODEL.yaml -> MODEL<suffix>: -archs.csv (the measured architectures), -fit.svg (their plot). */
+static void sibling_path(const char *model, const char *suffix, char *buf, size_t len) {
   const size_t n = strlen(model);
   const int yaml = n > 5 && !strcmp(model + n - 5, ".yaml");
-  snprintf(buf, len, "%.*s-archs.csv", (int)(yaml ? n - 5 : n), model);
+  snprintf(buf, len, "%.*s%s", (int)(yaml ? n - 5 : n), model, suffix);
 }
 
 static hsc_status write_csv(const char *path, const hsc_latency_model *m, const hsc_space *s,
@@ -306,6 +307,49 @@ static hsc_status write_csv(const char *path, const hsc_latency_model *m, const 
   const int bad = ferror(f);
   if (fclose(f) != 0 || bad) return hsc_error_set(err, HSC_ERR_IO, "cannot write %s", path);
   return HSC_OK;
+}
+
+/* MODEL-fit.svg: predicted against measured latency, the model (fit and hold-out sets) beside the FLOPs
+ * proxy (hold-out set), with y = x and the +-10% band. */
+static hsc_status write_plot(const char *path, const hsc_latency_model *m, const hsc_space *s,
+                             const job *archs, int nfit, int nhold, hsc_error *err) {
+  const int n = nfit + nhold;
+  double *meas = hsc_xmalloc((size_t)n * sizeof *meas), *pred = hsc_xmalloc((size_t)n * sizeof *pred);
+  double *fpred = hsc_xmalloc((size_t)n * sizeof *fpred);
+  for (int i = 0; i < n; i++) {
+    meas[i] = archs[i].result.median;
+    pred[i] = hsc_latency_predict(m, &archs[i].arch);
+    fpred[i] = m->flops_k * (double)hsc_arch_flops(s, &archs[i].arch) + m->flops_b;
+  }
+  char title[700], l_fit[64], l_hold[96], l_flops[96];
+  snprintf(title, sizeof title, "hsconas latency model: %s backend, batch %d, %d blocks", m->backend,
+           m->batch, m->nblocks);
+  snprintf(l_fit, sizeof l_fit, "fit set (%d)", nfit);
+  snprintf(l_hold, sizeof l_hold, "hold-out (%d): %.0f%% within 10%%, rho %.3f", nhold, m->holdout.within10,
+           m->holdout.spearman);
+  snprintf(l_flops, sizeof l_flops, "hold-out (%d): %.0f%% within 10%%, rho %.3f", nhold, m->flops.within10,
+           m->flops.spearman);
+  const hsc_plot_panel panels[2] = {
+      {.title = "LUT model: k * (stem + sum LUT + head) + b",
+       .xlabel = "measured latency (ms)",
+       .ylabel = "predicted latency (ms)",
+       .series = {{meas, pred, nfit, l_fit, "#9e9e9e"}, {meas + nfit, pred + nfit, nhold, l_hold, "#1f77b4"}},
+       .nseries = 2,
+       .diagonal = 1,
+       .band = 0.1},
+      {.title = "FLOPs proxy: kf * MACs + bf",
+       .xlabel = "measured latency (ms)",
+       .ylabel = "predicted latency (ms)",
+       .series = {{meas + nfit, fpred + nfit, nhold, l_flops, "#ff7f0e"}},
+       .nseries = 1,
+       .diagonal = 1,
+       .band = 0.1},
+  };
+  const hsc_status st = hsc_plot_svg(path, title, m->device, panels, 2, err);
+  free(meas);
+  free(pred);
+  free(fpred);
+  return st;
 }
 
 /* Fits k, b (and the FLOPs proxy) on the first nfit archs, and rates both on the rest. */
@@ -448,10 +492,12 @@ hsc_status hsc_latency_profile(const hsc_config *cfg, MPI_Comm comm, const hsc_p
     fit_model(m, s, jobs + nlut, nfit, nhold);
     code = HSC_OK;
     if (rank == 0) {
-      char csv[HSC_CFG_PATH + 32];
-      csv_path(path, csv, sizeof csv);
+      char csv[HSC_CFG_PATH + 32], svg[HSC_CFG_PATH + 32];
+      sibling_path(path, "-archs.csv", csv, sizeof csv);
+      sibling_path(path, "-fit.svg", svg, sizeof svg);
       code = hsc_latency_save(m, path, err);
       if (code == HSC_OK) code = write_csv(csv, m, s, jobs + nlut, nfit, nhold, err);
+      if (code == HSC_OK) code = write_plot(svg, m, s, jobs + nlut, nfit, nhold, err);
     }
     HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
     if (code != HSC_OK) HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));

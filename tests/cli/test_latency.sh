@@ -15,6 +15,11 @@ expect_status "profile" 0 "$work/p1.log" $?
 [ -s "$dir/latency.yaml" ] && [ -s "$dir/latency-archs.csv" ] && pass "model and table written" ||
   fail "model and table written"
 expect_grep "report names hold-out and FLOPs proxy" "hold-out, FLOPs proxy +6 archs" "$work/p1.log"
+# The plot: well-formed SVG, one point per architecture in the model's panel (fit + hold-out) and one per
+# hold-out architecture in the FLOPs panel, plus 3 legend marks.
+circles=$(/usr/bin/python3 -c 'import sys, xml.etree.ElementTree as E
+print(sum(1 for _ in E.parse(sys.argv[1]).iter("{http://www.w3.org/2000/svg}circle")))' "$dir/latency-fit.svg" 2>&1)
+[ "$circles" = 25 ] && pass "fit plot has every point" || fail "fit plot has every point" "$circles"
 rows=$(($(wc -l <"$dir/latency-archs.csv") - 1))
 [ "$rows" -eq 16 ] && pass "table has fit + hold-out rows" || fail "table has fit + hold-out rows" "$rows rows"
 
