@@ -46,4 +46,9 @@ void hsc_rng_fill_normal(hsc_rng *r, float *x, size_t n, float mean, float std);
 /* Fills x[0..n) with uniform values in [lo, hi). */
 void hsc_rng_fill_uniform(hsc_rng *r, float *x, size_t n, float lo, float hi);
 
+/* perm [n] = a permutation of 0..n-1: Fisher-Yates from the top (for i = n-1 .. 1, swap i with
+ * hsc_rng_below(i + 1)) on the stream (seed, purpose, index). n draws at most; O(n). The data split, the
+ * epoch order and the profiler's rounds all shuffle this way. */
+void hsc_rng_permute(int32_t *perm, int n, uint64_t seed, hsc_rng_purpose purpose, uint64_t index);
+
 #endif

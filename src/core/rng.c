@@ -2,6 +2,7 @@
  * each round multiplies two counter words by fixed constants and mixes the 64-bit products with the other
  * words and the key; the key is bumped by the Weyl constants between rounds. Checked against the Random123
  * known-answer vectors in tests/test_core.c. */
+#include <assert.h>
 #include <math.h>
 
 #include "hsconas/rng.h"
@@ -87,4 +88,17 @@ void hsc_rng_fill_normal(hsc_rng *r, float *x, size_t n, float mean, float std) 
 
 void hsc_rng_fill_uniform(hsc_rng *r, float *x, size_t n, float lo, float hi) {
   for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * hsc_rng_uniform(r);
+}
+
+void hsc_rng_permute(int32_t *perm, int n, uint64_t seed, hsc_rng_purpose purpose, uint64_t index) {
+  assert(n >= 0);
+  hsc_rng r;
+  hsc_rng_init(&r, seed, purpose, index);
+  for (int i = 0; i < n; i++) perm[i] = i;
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)hsc_rng_below(&r, (uint32_t)i + 1);
+    int32_t tmp = perm[i];
+    perm[i] = perm[j];
+    perm[j] = tmp;
+  }
 }

@@ -57,7 +57,7 @@ static void loader_produce(hsc_loader *l, hsc_data_cursor c, float *x, int32_t *
   const hsc_loader_opts *o = &l->o;
   const int n = o->sub->n;
   if (o->shuffle && l->order_epoch != c.epoch) {
-    hsc_data_permute(l->order, n, o->seed, HSC_RNG_DATA, (uint64_t)c.epoch);
+    hsc_rng_permute(l->order, n, o->seed, HSC_RNG_DATA, (uint64_t)c.epoch);
     l->order_epoch = c.epoch;
   }
   int64_t first = c.batch * o->global_batch + (int64_t)o->rank * l->local;

@@ -1,6 +1,6 @@
 /* Internal to src/data/: the pieces shared by the split, hsc_data_fill and the loader, so that a sample
  * evaluated through hsc_data_fill and the same sample in an un-augmented training batch are the same floats
- * bit for bit, and the split and the epoch order shuffle the same way. */
+ * bit for bit, and the split and the epoch order shuffle the same way (hsc_rng_permute). */
 #ifndef HSCONAS_DATA_SAMPLE_H
 #define HSCONAS_DATA_SAMPLE_H
 
@@ -8,10 +8,6 @@
 
 #include "hsconas/data.h"
 #include "hsconas/rng.h"
-
-/* perm [n] = a permutation of 0..n-1: Fisher-Yates from the top (for i = n-1 .. 1, swap i with
- * hsc_rng_below(i + 1)) on the stream (seed, purpose, index). n draws at most; O(n). */
-void hsc_data_permute(int32_t *perm, int n, uint64_t seed, hsc_rng_purpose purpose, uint64_t index);
 
 /* The normalised value of every byte per channel: v[c][b] = (b / 255 - mean[c]) / std[c], computed in
  * float. v[c][0] is also the padding value of the random crop (torchvision pads before Normalize). */

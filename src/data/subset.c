@@ -5,19 +5,6 @@
 
 #include "sample.h"
 
-void hsc_data_permute(int32_t *perm, int n, uint64_t seed, hsc_rng_purpose purpose, uint64_t index) {
-  assert(n >= 0);
-  hsc_rng r;
-  hsc_rng_init(&r, seed, purpose, index);
-  for (int i = 0; i < n; i++) perm[i] = i;
-  for (int i = n - 1; i > 0; i--) {
-    int j = (int)hsc_rng_below(&r, (uint32_t)i + 1);
-    int32_t tmp = perm[i];
-    perm[i] = perm[j];
-    perm[j] = tmp;
-  }
-}
-
 void hsc_subset_all(int n, hsc_subset *all) {
   assert(n >= 0);
   all->n = n;
@@ -30,7 +17,7 @@ void hsc_subset_all(int n, hsc_subset *all) {
 void hsc_subset_split(int n, int n_val, uint64_t split_seed, hsc_subset *train, hsc_subset *val) {
   assert(n >= 0 && n_val >= 0 && n_val <= n);
   int32_t *perm = hsc_xmalloc((size_t)n * sizeof(int32_t));
-  hsc_data_permute(perm, n, split_seed, HSC_RNG_SPLIT, 0);
+  hsc_rng_permute(perm, n, split_seed, HSC_RNG_SPLIT, 0);
   unsigned char *in_val = hsc_xcalloc((size_t)n, 1);
   for (int k = 0; k < n_val; k++) in_val[perm[k]] = 1;
   free(perm);
