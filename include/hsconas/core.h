@@ -82,6 +82,10 @@ typedef struct {
 /* Initialises MPI (thread level FUNNELED), sets MPI_ERRORS_RETURN on MPI_COMM_WORLD and fills the process
  * record. Call once from main, before any other hsconas call. */
 void hsc_proc_init(int *argc, char ***argv);
+/* Every rank of comm returns rank 0's status and message: after a step that only rank 0 performed (a file
+ * written, a directory made), the others learn its outcome. Collective. */
+hsc_status hsc_agree(MPI_Comm comm, hsc_status st, hsc_error *err);
+
 /* Finalises MPI if hsc_proc_init initialised it. */
 void hsc_proc_finalize(void);
 const hsc_proc_info *hsc_proc(void);

@@ -79,3 +79,14 @@ void hsc_log_all(hsc_log_level level, const char *fmt, ...) {
   vlog(1, level, fmt, ap);
   va_end(ap);
 }
+
+/* Every rank returns rank 0's status and message (after a step only rank 0 performed). */
+hsc_status hsc_agree(MPI_Comm comm, hsc_status st, hsc_error *err) {
+  int code = (int)st;
+  HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
+  if (code != HSC_OK) {
+    HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
+    err->code = (hsc_status)code;
+  }
+  return (hsc_status)code;
+}

@@ -42,17 +42,6 @@ double hsc_lr_at(const char *schedule, double lr, int64_t warmup, int64_t t, int
   return lr * (1.0 - p);
 }
 
-/* Every rank returns rank 0's status and message (after a step only rank 0 performed). */
-static hsc_status agree(MPI_Comm comm, hsc_status st, hsc_error *err) {
-  int code = (int)st;
-  HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
-  if (code != HSC_OK) {
-    HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
-    err->code = (hsc_status)code;
-  }
-  return (hsc_status)code;
-}
-
 /* Broadcasts a dataset that rank 0 loaded. */
 static void bcast_dataset(hsc_dataset *ds, MPI_Comm comm, int rank) {
   int dims[5] = {ds->n, ds->c, ds->h, ds->w, ds->classes};
@@ -128,7 +117,7 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
 
   st = HSC_OK;
   if (s->rank == 0) st = hsc_fmnist_load(cfg->data.path, &s->train, need_test ? &s->test : NULL, err);
-  if (agree(comm, st, err) != HSC_OK) {
+  if (hsc_agree(comm, st, err) != HSC_OK) {
     if (s->rank == 0 && st == HSC_OK) hsc_dataset_free(&s->train);
     return err->code;
   }
@@ -274,7 +263,7 @@ static hsc_status save_checkpoint(session *s, const ckpt_target *tg, int64_t ste
     if (st == HSC_OK) hsc_log(HSC_LOG_INFO, "checkpoint %s", path);
     free(cfg_text), free(w), free(m), free(bn);
   }
-  return agree(s->comm, st, err);
+  return hsc_agree(s->comm, st, err);
 }
 
 typedef struct {
@@ -334,7 +323,7 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
       hsc_ckpt_close(ck);
     }
   }
-  if ((st = agree(s->comm, st, err)) == HSC_OK) {
+  if ((st = hsc_agree(s->comm, st, err)) == HSC_OK) {
     HSC_CHECK_MPI(MPI_Bcast(info, 5, MPI_INT64_T, 0, s->comm));
     if (info[0]) {
       if (!w) {
@@ -577,7 +566,7 @@ static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const ch
     if (st == HSC_OK) {
       char path[HSC_CFG_PATH + 64];
       if (snprintf(path, sizeof path, "%s/config.yaml", config_dir) >= (int)sizeof path)
-        return agree(comm, hsc_error_set(err, HSC_ERR_INPUT, "%s: path too long", config_dir), err);
+        return hsc_agree(comm, hsc_error_set(err, HSC_ERR_INPUT, "%s: path too long", config_dir), err);
       char *text = hsc_config_dump(cfg, 1);
       FILE *f = fopen(path, "w");
       if (!f || fputs(text, f) < 0 || fclose(f) != 0)
@@ -585,7 +574,7 @@ static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const ch
       free(text);
     }
   }
-  return agree(comm, st, err);
+  return hsc_agree(comm, st, err);
 }
 
 hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, hsc_train_result *res,
