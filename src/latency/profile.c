@@ -147,17 +147,9 @@ static hsc_status measure(bench *b, job *jobs, int n, hsc_progress *pg, hsc_erro
     hsc_progress_update(pg, ++done);
     if (hsc_signals_pending()) goto stopped;
   }
-  int *order = hsc_xmalloc((size_t)n * sizeof *order);
+  int32_t *order = hsc_xmalloc((size_t)n * sizeof *order);
   for (int r = 0; r < repeats; r++) {
-    hsc_rng rng;
-    hsc_rng_init(&rng, (uint64_t)cfg->run.seed, HSC_RNG_PROFILE, STREAM_ROUND + (uint64_t)r);
-    for (int i = 0; i < n; i++) order[i] = i;
-    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
-      const int k = (int)hsc_rng_below(&rng, (uint32_t)(i + 1));
-      const int t = order[i];
-      order[i] = order[k];
-      order[k] = t;
-    }
+    hsc_rng_permute(order, n, (uint64_t)cfg->run.seed, HSC_RNG_PROFILE, STREAM_ROUND + (uint64_t)r);
     for (int i = 0; i < n; i++) {
       job *j = &jobs[order[i]];
       run_job(b, j);
@@ -239,17 +231,14 @@ static void sample_arch(const hsc_space *s, const char *sampling, uint64_t seed,
     hsc_arch_sample(s, NULL, &r, a);
     return;
   }
-  int lo = (int)hsc_rng_below(&r, (uint32_t)s->nscales), hi = (int)hsc_rng_below(&r, (uint32_t)s->nscales);
-  if (lo > hi) {
-    const int t = lo;
-    lo = hi;
-    hi = t;
-  }
-  a->nblocks = s->nblocks;
-  for (int l = 0; l < s->nblocks; l++) {
-    a->op[l] = (uint8_t)s->ops[hsc_rng_below(&r, (uint32_t)s->nops)];
-    a->scale[l] = (uint8_t)(lo + (int)hsc_rng_below(&r, (uint32_t)(hi - lo + 1)));
-  }
+  const int u = (int)hsc_rng_below(&r, (uint32_t)s->nscales),
+            v = (int)hsc_rng_below(&r, (uint32_t)s->nscales);
+  const int lo = u < v ? u : v, hi = u < v ? v : u;
+  hsc_space_mask m;
+  hsc_space_mask_full(s, &m);
+  for (int l = 0; l < s->nblocks; l++)
+    for (int j = 0; j < s->nscales; j++) m.scale[l][j] = j >= lo && j <= hi;
+  hsc_arch_sample(s, &m, &r, a);
 }
 
 static void describe_model(hsc_latency_model *m, const bench *b) {
@@ -289,20 +278,50 @@ static void sibling_path(const char *model, const char *suffix, char *buf, size_
   snprintf(buf, len, "%.*s%s", (int)(yaml ? n - 5 : n), model, suffix);
 }
 
-static hsc_status write_csv(const char *path, const hsc_latency_model *m, const hsc_space *s,
-                            const job *archs, int nfit, int nhold, hsc_error *err) {
+/* The measured architectures, fit set first: each column computed once, for the fit, the table and the
+ * plot. */
+typedef struct {
+  int nfit, nhold;
+  const job *jobs;                          /* [nfit + nhold] */
+  double *meas, *lut, *pred, *macs, *fpred; /* [nfit + nhold] */
+} arch_table;
+
+/* Fits k, b (and the FLOPs proxy) on the fit set, fills the table's columns and rates both predictors on
+ * the hold-out set. */
+static void fit_model(hsc_latency_model *m, const hsc_space *s, arch_table *t) {
+  const int n = t->nfit + t->nhold;
+  double *col = hsc_xmalloc(5 * (size_t)n * sizeof *col);
+  t->meas = col, t->lut = col + n, t->pred = col + 2 * n, t->macs = col + 3 * n, t->fpred = col + 4 * n;
+  for (int i = 0; i < n; i++) {
+    t->meas[i] = t->jobs[i].result.median;
+    t->lut[i] = hsc_latency_lut_sum(m, &t->jobs[i].arch);
+    t->macs[i] = (double)hsc_arch_flops(s, &t->jobs[i].arch);
+  }
+  hsc_fit_line(t->lut, t->meas, t->nfit, &m->k, &m->b);
+  hsc_fit_line(t->macs, t->meas, t->nfit, &m->flops_k, &m->flops_b);
+  for (int i = 0; i < n; i++) {
+    t->pred[i] = hsc_latency_predict(m, &t->jobs[i].arch);
+    t->fpred[i] = m->flops_k * t->macs[i] + m->flops_b;
+  }
+  hsc_lat_quality_compute(t->meas, t->pred, t->nfit, &m->fit);
+  hsc_lat_quality_compute(t->meas + t->nfit, t->pred + t->nfit, t->nhold, &m->holdout);
+  hsc_lat_quality_compute(t->meas + t->nfit, t->fpred + t->nfit, t->nhold, &m->flops);
+}
+
+static void arch_table_free(arch_table *t) { free(t->meas); }
+
+static hsc_status write_csv(const char *path, const hsc_space *s, const arch_table *t, hsc_error *err) {
   FILE *f = fopen(path, "w");
   if (!f) return hsc_error_set(err, HSC_ERR_IO, "cannot write %s: %s", path, strerror(errno));
   fprintf(f, "set,index,hash,macs,lut_sum_ms,predicted_ms,flops_predicted_ms,measured_ms,iqr_ms,arch\n");
   char text[HSC_MAX_BLOCKS * 16];
-  for (int i = 0; i < nfit + nhold; i++) {
-    const hsc_arch *a = &archs[i].arch;
+  for (int i = 0; i < t->nfit + t->nhold; i++) {
+    const hsc_arch *a = &t->jobs[i].arch;
     hsc_arch_format(s, a, text, sizeof text);
-    const double macs = (double)hsc_arch_flops(s, a);
-    fprintf(f, "%s,%d,%016llx,%.0f,%.6f,%.6f,%.6f,%.6f,%.6f,\"%s\"\n", i < nfit ? "fit" : "holdout",
-            i < nfit ? i : i - nfit, (unsigned long long)hsc_arch_hash(s, a), macs, hsc_latency_lut_sum(m, a),
-            hsc_latency_predict(m, a), m->flops_k * macs + m->flops_b, archs[i].result.median,
-            archs[i].result.iqr, text);
+    const int fit = i < t->nfit;
+    fprintf(f, "%s,%d,%016llx,%.0f,%.6f,%.6f,%.6f,%.6f,%.6f,\"%s\"\n", fit ? "fit" : "holdout",
+            fit ? i : i - t->nfit, (unsigned long long)hsc_arch_hash(s, a), t->macs[i], t->lut[i], t->pred[i],
+            t->fpred[i], t->meas[i], t->jobs[i].result.iqr, text);
   }
   const int bad = ferror(f);
   if (fclose(f) != 0 || bad) return hsc_error_set(err, HSC_ERR_IO, "cannot write %s", path);
@@ -311,17 +330,10 @@ static hsc_status write_csv(const char *path, const hsc_latency_model *m, const 
 
 /* MODEL-fit.svg: predicted against measured latency, the model (fit and hold-out sets) beside the FLOPs
  * proxy (hold-out set), with y = x and the +-10% band. */
-static hsc_status write_plot(const char *path, const hsc_latency_model *m, const hsc_space *s,
-                             const job *archs, int nfit, int nhold, hsc_error *err) {
-  const int n = nfit + nhold;
-  double *meas = hsc_xmalloc((size_t)n * sizeof *meas), *pred = hsc_xmalloc((size_t)n * sizeof *pred);
-  double *fpred = hsc_xmalloc((size_t)n * sizeof *fpred);
-  for (int i = 0; i < n; i++) {
-    meas[i] = archs[i].result.median;
-    pred[i] = hsc_latency_predict(m, &archs[i].arch);
-    fpred[i] = m->flops_k * (double)hsc_arch_flops(s, &archs[i].arch) + m->flops_b;
-  }
-  char title[700], l_fit[64], l_hold[96], l_flops[96];
+static hsc_status write_plot(const char *path, const hsc_latency_model *m, const arch_table *t,
+                             hsc_error *err) {
+  const int nfit = t->nfit, nhold = t->nhold;
+  char title[200], l_fit[64], l_hold[96], l_flops[96];
   snprintf(title, sizeof title, "hsconas latency model: %s backend, batch %d, %d blocks", m->backend,
            m->batch, m->nblocks);
   snprintf(l_fit, sizeof l_fit, "fit set (%d)", nfit);
@@ -333,46 +345,20 @@ static hsc_status write_plot(const char *path, const hsc_latency_model *m, const
       {.title = "LUT model: k * (stem + sum LUT + head) + b",
        .xlabel = "measured latency (ms)",
        .ylabel = "predicted latency (ms)",
-       .series = {{meas, pred, nfit, l_fit, "#9e9e9e"}, {meas + nfit, pred + nfit, nhold, l_hold, "#1f77b4"}},
+       .series = {{t->meas, t->pred, nfit, l_fit, "#9e9e9e"},
+                  {t->meas + nfit, t->pred + nfit, nhold, l_hold, "#1f77b4"}},
        .nseries = 2,
        .diagonal = 1,
        .band = 0.1},
       {.title = "FLOPs proxy: kf * MACs + bf",
        .xlabel = "measured latency (ms)",
        .ylabel = "predicted latency (ms)",
-       .series = {{meas + nfit, fpred + nfit, nhold, l_flops, "#ff7f0e"}},
+       .series = {{t->meas + nfit, t->fpred + nfit, nhold, l_flops, "#ff7f0e"}},
        .nseries = 1,
        .diagonal = 1,
        .band = 0.1},
   };
-  const hsc_status st = hsc_plot_svg(path, title, m->device, panels, 2, err);
-  free(meas);
-  free(pred);
-  free(fpred);
-  return st;
-}
-
-/* Fits k, b (and the FLOPs proxy) on the first nfit archs, and rates both on the rest. */
-static void fit_model(hsc_latency_model *m, const hsc_space *s, const job *archs, int nfit, int nhold) {
-  const int n = nfit + nhold;
-  double *sum = hsc_xmalloc((size_t)n * sizeof *sum), *meas = hsc_xmalloc((size_t)n * sizeof *meas);
-  double *macs = hsc_xmalloc((size_t)n * sizeof *macs), *pred = hsc_xmalloc((size_t)n * sizeof *pred);
-  for (int i = 0; i < n; i++) {
-    sum[i] = hsc_latency_lut_sum(m, &archs[i].arch);
-    meas[i] = archs[i].result.median;
-    macs[i] = (double)hsc_arch_flops(s, &archs[i].arch);
-  }
-  hsc_fit_line(sum, meas, nfit, &m->k, &m->b);
-  hsc_fit_line(macs, meas, nfit, &m->flops_k, &m->flops_b);
-  for (int i = 0; i < n; i++) pred[i] = hsc_latency_predict(m, &archs[i].arch);
-  hsc_lat_quality_compute(meas, pred, nfit, &m->fit);
-  hsc_lat_quality_compute(meas + nfit, pred + nfit, nhold, &m->holdout);
-  for (int i = 0; i < n; i++) pred[i] = m->flops_k * macs[i] + m->flops_b;
-  hsc_lat_quality_compute(meas + nfit, pred + nfit, nhold, &m->flops);
-  free(sum);
-  free(meas);
-  free(macs);
-  free(pred);
+  return hsc_plot_svg(path, title, m->device, panels, 2, err);
 }
 
 /* Ranks that share a node's CPU cores must not measure at the same time. */
@@ -440,12 +426,7 @@ hsc_status hsc_latency_profile(const hsc_config *cfg, MPI_Comm comm, const hsc_p
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash) *slash = '\0';
-  int code = rank == 0 && slash ? hsc_make_dirs(dir, err) : HSC_OK;
-  HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
-  if (code != HSC_OK) {
-    HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
-    return err->code = (hsc_status)code;
-  }
+  if ((st = hsc_agree(comm, rank == 0 && slash ? hsc_make_dirs(dir, err) : HSC_OK, err)) != HSC_OK) return st;
 
   bench b;
   if ((st = bench_open(&b, cfg, err)) != HSC_OK) return st;
@@ -489,19 +470,19 @@ hsc_status hsc_latency_profile(const hsc_config *cfg, MPI_Comm comm, const hsc_p
       const int l = jobs[i].part;
       m->lut[l][jobs[i].arch.op[l]][jobs[i].arch.scale[l]] = jobs[i].result;
     }
-    fit_model(m, s, jobs + nlut, nfit, nhold);
-    code = HSC_OK;
+    arch_table t = {.nfit = nfit, .nhold = nhold, .jobs = jobs + nlut};
+    fit_model(m, s, &t);
+    hsc_status written = HSC_OK;
     if (rank == 0) {
       char csv[HSC_CFG_PATH + 32], svg[HSC_CFG_PATH + 32];
       sibling_path(path, "-archs.csv", csv, sizeof csv);
       sibling_path(path, "-fit.svg", svg, sizeof svg);
-      code = hsc_latency_save(m, path, err);
-      if (code == HSC_OK) code = write_csv(csv, m, s, jobs + nlut, nfit, nhold, err);
-      if (code == HSC_OK) code = write_plot(svg, m, s, jobs + nlut, nfit, nhold, err);
+      written = hsc_latency_save(m, path, err);
+      if (written == HSC_OK) written = write_csv(csv, s, &t, err);
+      if (written == HSC_OK) written = write_plot(svg, m, &t, err);
     }
-    HSC_CHECK_MPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
-    if (code != HSC_OK) HSC_CHECK_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, 0, comm));
-    st = err->code = (hsc_status)code;
+    arch_table_free(&t);
+    st = hsc_agree(comm, written, err);
   }
   free(jobs);
   bench_close(&b);
@@ -510,8 +491,6 @@ hsc_status hsc_latency_profile(const hsc_config *cfg, MPI_Comm comm, const hsc_p
 
 hsc_status hsc_latency_measure(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *archs, int n,
                                hsc_lat_entry *out, hsc_error *err) {
-  int rank;
-  HSC_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   hsc_signals_install();
   bench b;
   hsc_status st = bench_open(&b, cfg, err);
