@@ -933,6 +933,8 @@ hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, M
   if (!net->regions) net->regions = hsc_xmalloc((size_t)net->max_regions * sizeof(hsc_region));
   hsc_supernet_forward(net, a, HSC_BN_TRAIN);
   const hsc_batch_result br = hsc_supernet_loss(net, o->smoothing, 1);
+  if (size > 1 && !net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
+  int nr;
   if (size > 1 && be->allreduce_mean) {
     /* On the device (NCCL on the GPU backend), overlapped with the backward (dp_overlap). Attached on the
      * first step with this communicator. (A communicator is recognised by its handle: one freed and another
@@ -944,37 +946,32 @@ hsc_batch_result hsc_supernet_train_step(hsc_supernet *net, const hsc_arch *a, M
         hsc_fatal("%s backend: gradient all-reduce: %s", be->name, err.msg);
       net->dp_comm = comm;
     }
-    if (!net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
     dp_overlap ov = {.nr = 0};
     _Static_assert(ARRAY_LEN(ov.off) > 3 * (1 + 1 + 8 * HSC_MAX_BLOCKS) + 1,
                    "dp_overlap.off holds max_regions + 1");
-    ov.nr = path_regions(net, a, o->weight_decay, net->regions, ov.seg);
+    nr = ov.nr = path_regions(net, a, o->weight_decay, net->regions, ov.seg);
     ov.off[0] = 0;
     for (int i = 0; i < ov.nr; i++)
       ov.off[i + 1] = ov.off[i] + (size_t)net->regions[i].rows * (size_t)net->regions[i].cols;
     ov.lo = ov.nr;
     backward_path(net, a, &ov);
     be->comm_wait(net->ctx);
-    be->unpack_regions(net->ctx, net->regions, ov.nr, net->packed, net->g);
-    hsc_sgd_desc sgd = {.lr = o->lr, .momentum = o->momentum, .dampening = 0.0f, .nesterov = o->nesterov};
-    be->sgd_update(net->ctx, &sgd, net->regions, ov.nr, net->w, net->g, net->m);
-    be->zero_regions(net->ctx, net->regions, ov.nr, net->g);
-    return br;
-  }
-  hsc_supernet_backward(net, a);
-  const int nr = hsc_supernet_regions(net, a, o->weight_decay, net->regions);
-  if (size > 1) {
-    /* Gradients of the path only (a fraction of the supernet), in one message through the host. */
-    if (!net->packed) net->packed = be->alloc(net->ctx, net->params.total * sizeof(float));
-    if (!net->host) net->host = hsc_xmalloc(net->params.total * sizeof(float));
-    const size_t count = hsc_regions_count(net->regions, nr);
-    be->pack_regions(net->ctx, net->regions, nr, net->g, net->packed);
-    be->download(net->ctx, net->host, net->packed, count * sizeof(float));
-    HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, net->host, (int)count, MPI_FLOAT, MPI_SUM, comm));
-    const float inv = 1.0f / (float)size;
-    for (size_t i = 0; i < count; i++) net->host[i] *= inv;
-    be->upload(net->ctx, net->packed, net->host, count * sizeof(float));
     be->unpack_regions(net->ctx, net->regions, nr, net->packed, net->g);
+  } else {
+    hsc_supernet_backward(net, a);
+    nr = hsc_supernet_regions(net, a, o->weight_decay, net->regions);
+    if (size > 1) {
+      /* Gradients of the path only (a fraction of the supernet), in one message through the host. */
+      if (!net->host) net->host = hsc_xmalloc(net->params.total * sizeof(float));
+      const size_t count = hsc_regions_count(net->regions, nr);
+      be->pack_regions(net->ctx, net->regions, nr, net->g, net->packed);
+      be->download(net->ctx, net->host, net->packed, count * sizeof(float));
+      HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, net->host, (int)count, MPI_FLOAT, MPI_SUM, comm));
+      const float inv = 1.0f / (float)size;
+      for (size_t i = 0; i < count; i++) net->host[i] *= inv;
+      be->upload(net->ctx, net->packed, net->host, count * sizeof(float));
+      be->unpack_regions(net->ctx, net->regions, nr, net->packed, net->g);
+    }
   }
   hsc_sgd_desc sgd = {.lr = o->lr, .momentum = o->momentum, .dampening = 0.0f, .nesterov = o->nesterov};
   be->sgd_update(net->ctx, &sgd, net->regions, nr, net->w, net->g, net->m);
