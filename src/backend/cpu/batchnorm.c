@@ -161,7 +161,6 @@ void hsc_cpu_bn_forward_infer(hsc_backend_ctx *ctx, const hsc_bn_desc *d, const 
   }
 }
 
-/* Row sums of g and g (x - mean), g = dy zeroed where the fused ReLU cut (y <= 0); added to *sg, *sgx. */
 /* Where the backward takes the fused ReLU's mask from. Without affine parameters (gamma NULL, and then
  * beta NULL too: backend.h) the forward computed y = relu((x - mean) * invstd) with invstd > 0, so y > 0
  * exactly where x - mean > 0, and the mask comes from x, which the backward reads anyway: one stream of
@@ -172,6 +171,7 @@ static int mask_mode(const hsc_bn_desc *d, const float *gamma) {
   return !d->relu ? RELU_NONE : gamma ? RELU_FROM_Y : RELU_FROM_X;
 }
 
+/* Row sums of g and g (x - mean), g = dy zeroed where the fused ReLU cut; added to *sg, *sgx. */
 static void row_reduce(const float *xp, const float *yp, const float *dyp, size_t hw, int relu, float mean,
                        double *sg, double *sgx) {
   float rs = 0.0f, rsx = 0.0f; /* float per row, double across rows: see row_stats */
@@ -217,7 +217,6 @@ static void group_reduce(const hsc_bn_desc *d, int relu, const float *x, const f
     }
 }
 
-/* dx += k g + a (x - mean) + b over channels [c0, c1) (k, a, b indexed from c0). */
 /* One row of dx = [dx +] k g + a (x - mean) + b; `assign` is a constant at each call, so the inlined copies
  * neither read dx nor branch per element. */
 static inline void dx_row(int relu, int assign, const float *xp, const float *yp, const float *dyp, size_t hw,
