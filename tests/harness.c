@@ -225,3 +225,18 @@ void tu_check_dev_at(hsc_test *t, const char *file, int line, const hsc_backend 
   hsc_test_close_at(t, file, line, what, got, want, n, rtol, atol);
   free(got);
 }
+
+int tu_space(hsc_test *t, hsc_config *cfg, hsc_space *s, const char *const *sets, int nsets) {
+  hsc_error err = {0};
+  hsc_config_defaults(cfg);
+  for (int i = 0; i < nsets; i++)
+    if (hsc_config_set(cfg, sets[i], &err) != HSC_OK) {
+      T_FAIL(t, "%s", err.msg);
+      return 0;
+    }
+  if (hsc_space_init(s, cfg, &err) != HSC_OK) {
+    T_FAIL(t, "%s", err.msg);
+    return 0;
+  }
+  return 1;
+}

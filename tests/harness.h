@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include "hsconas/backend.h"
+#include "hsconas/config.h"
+#include "hsconas/space.h"
 
 typedef struct {
   const char *name;      /* current case */
@@ -68,6 +70,12 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
                       const float *want, size_t n, double rtol, double atol);
 #define T_CLOSE(t, what, got, want, n, rtol, atol) \
   hsc_test_close_at((t), __FILE__, __LINE__, (what), (got), (want), (n), (rtol), (atol))
+
+/* --- configurations --- */
+
+/* cfg = the defaults with each "key=value" of sets [nsets] applied, s = its space. On any error the case
+ * fails with the message and 0 is returned. */
+int tu_space(hsc_test *t, hsc_config *cfg, hsc_space *s, const char *const *sets, int nsets);
 
 /* --- backend memory (device tests) --- */
 

@@ -72,17 +72,12 @@ static void t_statistics(hsc_test *t) {
 
 static int tiny_space(hsc_test *t, hsc_space *s, const char *scales) {
   hsc_config cfg;
-  hsc_error err = {0};
-  hsc_config_defaults(&cfg);
   char set[128];
   snprintf(set, sizeof set, "space.scales=%s", scales);
   const char *sets[] = {"space.stem_channels=8",    "space.stage_channels=[16,32]",
                         "space.stage_blocks=[1,2]", "space.stage_strides=[2,2]",
                         "space.head_channels=64",   set};
-  for (size_t i = 0; i < ARRAY_LEN(sets); i++)
-    if (hsc_config_set(&cfg, sets[i], &err) != HSC_OK) return T_FAIL(t, "%s", err.msg), 0;
-  if (hsc_space_init(s, &cfg, &err) != HSC_OK) return T_FAIL(t, "%s", err.msg), 0;
-  return 1;
+  return tu_space(t, &cfg, s, sets, (int)ARRAY_LEN(sets));
 }
 
 /* A model of space s with random (awkward) numbers in every field. */

@@ -39,19 +39,13 @@ typedef struct {
 } small_space;
 
 static int small_space_init(hsc_test *t, small_space *s) {
-  hsc_error err = {0};
-  hsc_config_defaults(&s->cfg);
   static const char *const sets[] = {"space.input_size=12",          "space.stem_channels=8",
                                      "space.stage_channels=[16,32]", "space.stage_blocks=[2,1]",
                                      "space.stage_strides=[2,1]",    "space.head_channels=24",
                                      "space.scales=[0.5,1.0,1.5]"};
-  for (size_t i = 0; i < ARRAY_LEN(sets); i++)
-    if (hsc_config_set(&s->cfg, sets[i], &err) != HSC_OK) {
-      T_FAIL(t, "%s", err.msg);
-      return 0;
-    }
-  if (hsc_space_init(&s->space, &s->cfg, &err) != HSC_OK ||
-      hsc_arch_parse(&s->space, "xception:1.0,shuffle5:0.5,shuffle7:1.5", &s->arch, &err) != HSC_OK) {
+  if (!tu_space(t, &s->cfg, &s->space, sets, (int)ARRAY_LEN(sets))) return 0;
+  hsc_error err = {0};
+  if (hsc_arch_parse(&s->space, "xception:1.0,shuffle5:0.5,shuffle7:1.5", &s->arch, &err) != HSC_OK) {
     T_FAIL(t, "%s", err.msg);
     return 0;
   }

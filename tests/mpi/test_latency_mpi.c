@@ -14,8 +14,6 @@ enum { NARCH = 64 };
 
 /* A tiny space and a short protocol in a fresh temporary run directory (made by rank 0, broadcast). */
 static int setup(hsc_test *t, hsc_config *cfg, hsc_space *s) {
-  hsc_error err = {0};
-  hsc_config_defaults(cfg);
   char dir[64] = "/tmp/hsconas-lat.XXXXXX";
   int rank;
   HSC_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -37,10 +35,7 @@ static int setup(hsc_test *t, hsc_config *cfg, hsc_space *s) {
                         "latency.repeats=2",
                         "latency.warmup=1",
                         "latency.min_sample_ms=0.05"};
-  for (size_t i = 0; i < ARRAY_LEN(sets); i++)
-    if (hsc_config_set(cfg, sets[i], &err) != HSC_OK) return T_FAIL(t, "%s", err.msg), 0;
-  if (hsc_space_init(s, cfg, &err) != HSC_OK) return T_FAIL(t, "%s", err.msg), 0;
-  return 1;
+  return tu_space(t, cfg, s, sets, (int)ARRAY_LEN(sets));
 }
 
 /* Rank 0 removes the run directory of setup() and what profiling wrote there. */

@@ -27,21 +27,11 @@ typedef struct {
 
 static int dp_setup(hsc_test *t, dp_case *c) {
   memset(c, 0, sizeof *c);
-  hsc_error err = {0};
-  hsc_config_defaults(&c->cfg);
   static const char *const sets[] = {"space.input_size=16",          "space.stem_channels=8",
                                      "space.stage_channels=[16,32]", "space.stage_blocks=[2,2]",
                                      "space.stage_strides=[2,2]",    "space.head_channels=32",
                                      "space.scales=[0.5,1.0,1.5]"};
-  for (size_t i = 0; i < ARRAY_LEN(sets); i++)
-    if (hsc_config_set(&c->cfg, sets[i], &err) != HSC_OK) {
-      T_FAIL(t, "%s", err.msg);
-      return 0;
-    }
-  if (hsc_space_init(&c->space, &c->cfg, &err) != HSC_OK) {
-    T_FAIL(t, "%s", err.msg);
-    return 0;
-  }
+  if (!tu_space(t, &c->cfg, &c->space, sets, (int)ARRAY_LEN(sets))) return 0;
   HSC_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank));
   HSC_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &c->size));
   c->batch = PER_RANK * c->size;
