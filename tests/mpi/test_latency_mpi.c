@@ -1,6 +1,7 @@
 /* The latency model over MPI (run under mpirun -np 3): a profile measured by rank 0 while the others wait
  * reaches every rank; every rank loads the written file and predicts the same values bit for bit; a
  * parallel profile on ranks that share CPU cores and a missing model file give every rank the same error. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ static void t_profile_and_load(hsc_test *t) {
     free(m);
     return;
   }
-  T_CHECK(t, m->k > 0 && m->fit.n == 8 && m->holdout.n == 4 && m->space_hash == s.hash);
+  T_CHECK(t, isfinite(m->k) && m->fit.n == 8 && m->holdout.n == 4 && m->space_hash == s.hash);
   same_everywhere(t, "profiled model", m, &s);
   char path[HSC_CFG_PATH + 16];
   hsc_latency_model_path(&cfg, path, sizeof path);
@@ -159,7 +160,7 @@ static void t_parallel_split(hsc_test *t) {
       for (int o = 0; o < s.nops; o++)
         for (int c = 0; c < s.nscales; c++) missing += !(m->lut[l][s.ops[o]][c].median > 0);
     T_EQ_INT(t, missing, 0);
-    T_CHECK(t, m->fit.n == 8 && m->holdout.n == 4 && m->k > 0);
+    T_CHECK(t, m->fit.n == 8 && m->holdout.n == 4 && isfinite(m->k) && isfinite(m->b));
     same_everywhere(t, "parallel profile", m, &s);
   }
   free(m);
