@@ -91,7 +91,8 @@ typedef struct {
   } retrain;
   struct {
     char model[HSC_CFG_PATH];    /* latency model file; "" = RUN_DIR/latency.yaml */
-    double target_ms;            /* latency budget of the search; 0 = none */
+    double target_ms;            /* latency budget of the search; 0 = the target_quantile of random archs */
+    double target_quantile;      /* used when target_ms is 0: this quantile of random architectures */
     int batch;                   /* batch size the model is profiled for and predicts */
     int fit_archs;               /* sampled architectures measured end to end for the fit of k and b */
     int holdout_archs;           /* further architectures measured to validate the model */
@@ -103,13 +104,34 @@ typedef struct {
     int parallel;                /* split profiling over ranks (only when each rank owns its device) */
   } latency;
   struct {
+    int stages;             /* shrinking stages before the evolution (0: no shrinking) */
+    int samples;            /* feasible architectures evaluated per stage (and for DCS with 0 stages) */
+    int drop_ops;           /* operators removed per block and stage */
+    int drop_scales;        /* channel scales removed per block and stage */
+    double latency_weight;  /* score = mean top1 - weight * choice latency share (percent points per %) */
+    int finetune_epochs;    /* supernet fine-tuning on the smaller space after each stage */
+    double finetune_lr;     /* peak learning rate of that fine-tuning */
+  } shrink;
+  struct {
+    int enabled; /* dynamic channel scaling of every candidate to the latency target */
+  } dcs;
+  struct {
+    char mode[HSC_CFG_NAME];      /* generational | steady */
+    char objective[HSC_CFG_NAME]; /* single | pareto */
+    int population, generations, topk, mutations, crossovers;
+    double mutation_prob;    /* per gene (operator and scale separately) */
+    double benchmark_eval_s; /* > 0: benchmark mode, a synthetic evaluation of this duration */
+  } evolution;
+  struct {
     int64_t every_steps; /* 0: only at the end and on a signal */
+    int every_evals;     /* search: evaluations between checkpoints (0: only at phase ends and on a signal) */
     int keep;            /* newest checkpoints kept per phase */
   } checkpoint;
   struct {
     char backend[HSC_CFG_NAME]; /* cpu | cuda */
     int threads;                /* CPU threads per rank; 0: OMP_NUM_THREADS, else cores / local ranks */
     int gpus_per_node;          /* cuda: devices a node's ranks are spread over; 0: all visible */
+    double eval_timeout_s;      /* search: a worker that takes longer is abandoned, its candidate re-sent */
   } dist;
   struct {
     int every_steps; /* progress line period */

@@ -46,6 +46,39 @@ hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arc
 hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arch, int resume,
                        hsc_train_result *res, hsc_eval_result *test, hsc_error *err);
 
+/* ---- search support: evaluation service and fine-tuning on a shrunk space ---- */
+
+/* An evaluator holds what evaluating supernet paths needs on one rank: the dataset (rank 0 of comm reads it
+ * and broadcasts it), the fixed validation split and recalibration images, a backend context and a
+ * supernet replica sized for data.eval_batch_size. Evaluating is rank-local (no communication), so workers
+ * evaluate different architectures at the same time. */
+typedef struct hsc_evaluator hsc_evaluator;
+
+/* Collective over comm. with_net 0: this rank takes part in the collective reads but holds no network and
+ * never evaluates (the search master with workers). */
+hsc_status hsc_evaluator_open(hsc_evaluator **ev, const hsc_config *cfg, MPI_Comm comm, int with_net,
+                              hsc_error *err);
+/* Collective: rank 0 reads the newest valid checkpoint of `phase` ("supernet", "stage0", ...) in
+ * RUN_DIR/checkpoints and broadcasts its weights and BN statistics into every replica. An error (naming the
+ * directory) when there is none. */
+hsc_status hsc_evaluator_load(hsc_evaluator *ev, const char *phase, hsc_error *err);
+/* BN recalibration on eval.recal_batches fixed training batches, then loss, top-1 and top-5 on the first
+ * eval.val_images images of the validation split (all of it when 0): the same numbers on any rank for the
+ * same weights and architecture. Rank-local. */
+void hsc_evaluator_eval(hsc_evaluator *ev, const hsc_arch *a, hsc_eval_result *out);
+void hsc_evaluator_close(hsc_evaluator *ev);
+
+/* Progressive space shrinking's fine-tuning: continues the supernet from the final checkpoint of
+ * `from_phase` (weights and BN statistics; momentum restarts at 0) for `epochs` epochs at peak learning rate
+ * `lr` (supernet.lr_schedule, no warm-up), every step's path drawn uniformly within `mask` from
+ * (run.seed, HSC_RNG_PATH, ((stage + 1) << 40) + t), and checkpoints it as phase `phase` in
+ * RUN_DIR/checkpoints (every checkpoint.every_steps, on a signal, and at the end with finished = 1). Resumes
+ * from that phase's newest checkpoint when there is one; returns at once when it is finished. Data-parallel
+ * and collective over comm, like hsc_train_supernet. */
+hsc_status hsc_finetune_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_space_mask *mask, int stage,
+                                 const char *from_phase, const char *phase, int epochs, double lr,
+                                 hsc_train_result *res, hsc_error *err);
+
 /* Operator threads of one rank: dist.threads, else 0 (the backend reads OMP_NUM_THREADS) when that is set,
  * else the node's cores divided by its ranks. */
 int hsc_default_threads(const hsc_config *cfg);

@@ -685,6 +685,15 @@ hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error 
   if (cfg->data.val_size >= 60000)
     return hsc_error_set(err, bad, "data.val_size must be below the 60000 training images, got %d",
                          cfg->data.val_size);
+  const int pop = cfg->evolution.population;
+  if (cfg->evolution.topk > pop)
+    return hsc_error_set(err, bad, "evolution.topk (%d) must not exceed evolution.population (%d)",
+                         cfg->evolution.topk, pop);
+  if (cfg->evolution.mutations + cfg->evolution.crossovers > pop)
+    return hsc_error_set(err, bad,
+                         "evolution.mutations + evolution.crossovers (%d + %d) must not exceed "
+                         "evolution.population (%d)",
+                         cfg->evolution.mutations, cfg->evolution.crossovers, pop);
   if (world_size > 0 && cfg->data.batch_size % world_size != 0)
     return hsc_error_set(
         err, bad,

@@ -54,6 +54,8 @@ static const char *const ops[] = {"shuffle3", "shuffle5", "shuffle7", "xception"
 static const char *const schedules[] = {"linear", "cosine", NULL};
 static const char *const samplings[] = {"spread", "uniform", NULL};
 static const char *const backends[] = {"cpu", "cuda", NULL};
+static const char *const evo_modes[] = {"generational", "steady", NULL};
+static const char *const objectives[] = {"single", "pareto", NULL};
 
 static const hsc_cfg_key schema[] = {
     KEY_STRING("run.dir", run.dir, "runs/fmnist",
@@ -144,7 +146,10 @@ static const hsc_cfg_key schema[] = {
     KEY_STRING("latency.model", latency.model, "\"\"",
                "latency model file (\"\": RUN_DIR/latency.yaml), written by profile, read by latency/search"),
     KEY_FLOAT("latency.target_ms", latency.target_ms, "0", 0.0, INFINITY, CLOSED,
-              "latency budget of the search in ms (0: none)"),
+              "latency budget of the search in ms (0: latency.target_quantile of random architectures)"),
+    KEY_FLOAT("latency.target_quantile", latency.target_quantile, "0.5", 0.0, 1.0, LO_OPEN,
+              "with target_ms 0: the target is this quantile of the predicted latency of 1000 random "
+              "architectures (0.5: the median)"),
     KEY_INT("latency.batch", latency.batch, "1", 1, 65536, "batch size the latency model is profiled for"),
     KEY_INT("latency.fit_archs", latency.fit_archs, "100", 2, 100000,
             "sampled architectures measured end to end to fit k and b"),
@@ -164,8 +169,43 @@ static const hsc_cfg_key schema[] = {
     KEY_BOOL("latency.parallel", latency.parallel, "false",
              "split profiling over the ranks (only when every rank owns its own device)"),
 
+    KEY_INT("shrink.stages", shrink.stages, "2", 0, 100,
+            "progressive space shrinking: stages before the evolution (0: no shrinking)"),
+    KEY_INT("shrink.samples", shrink.samples, "100", 1, 1000000,
+            "feasible architectures evaluated per stage (with 0 stages: once, to calibrate DCS)"),
+    KEY_INT("shrink.drop_ops", shrink.drop_ops, "1", 0, 3, "operators removed per block and stage"),
+    KEY_INT("shrink.drop_scales", shrink.drop_scales, "2", 0, 15, "channel scales removed per block and stage"),
+    KEY_FLOAT("shrink.latency_weight", shrink.latency_weight, "0", 0.0, INFINITY, CLOSED,
+              "choice score = mean top1 of the feasible samples with it - weight * its share of their "
+              "latency in %"),
+    KEY_INT("shrink.finetune_epochs", shrink.finetune_epochs, "1", 0, 10000,
+            "supernet fine-tuning epochs on the smaller space after each stage"),
+    KEY_FLOAT("shrink.finetune_lr", shrink.finetune_lr, "0.01", 0.0, INFINITY, LO_OPEN,
+              "peak learning rate of that fine-tuning (supernet.lr_schedule, no warm-up)"),
+
+    KEY_BOOL("dcs.enabled", dcs.enabled, "true",
+             "dynamic channel scaling: fit every candidate's channel scales to the latency target"),
+
+    KEY_ENUM("evolution.mode", evolution.mode, "generational", evo_modes,
+             "generational (the paper's, reproducible for any rank count) or steady (asynchronous)"),
+    KEY_ENUM("evolution.objective", evolution.objective, "single", objectives,
+             "single: best top1 under the target; pareto: the front of top1 vs predicted latency"),
+    KEY_INT("evolution.population", evolution.population, "50", 2, 100000, "candidates per generation"),
+    KEY_INT("evolution.generations", evolution.generations, "20", 1, 100000, "generations"),
+    KEY_INT("evolution.topk", evolution.topk, "10", 1, 100000, "parents: the best candidates so far"),
+    KEY_INT("evolution.mutations", evolution.mutations, "25", 0, 100000, "mutated children per generation"),
+    KEY_INT("evolution.crossovers", evolution.crossovers, "25", 0, 100000,
+            "uniform crossover children per generation (the rest of the population is random)"),
+    KEY_FLOAT("evolution.mutation_prob", evolution.mutation_prob, "0.1", 0.0, 1.0, CLOSED,
+              "probability that a mutation redraws a block's operator (and, separately, its scale)"),
+    KEY_FLOAT("evolution.benchmark_eval_s", evolution.benchmark_eval_s, "0", 0.0, 86400.0, CLOSED,
+              "benchmark mode (bench/dispatch): > 0 replaces the evaluation by a synthetic one lasting "
+              "this long; no supernet is read"),
+
     KEY_INT64("checkpoint.every_steps", checkpoint.every_steps, "500", 0, NO_LIMIT64,
               "steps between checkpoints (0: only at the end and on a signal)"),
+    KEY_INT("checkpoint.every_evals", checkpoint.every_evals, "1", 0, INT_MAX,
+            "search: evaluations between checkpoints (0: only at phase ends and on a signal)"),
     KEY_INT("checkpoint.keep", checkpoint.keep, "3", 1, 1000, "newest checkpoints kept per phase"),
 
     KEY_ENUM("dist.backend", dist.backend, "cpu", backends, "compute backend of every rank"),
@@ -173,6 +213,9 @@ static const hsc_cfg_key schema[] = {
             "CPU threads per rank (0: OMP_NUM_THREADS, else the node's cores / its ranks)"),
     KEY_INT("dist.gpus_per_node", dist.gpus_per_node, "0", 0, 1024,
             "cuda: GPUs per node; node-local rank r uses device r mod this (0: all visible devices)"),
+    KEY_FLOAT("dist.eval_timeout_s", dist.eval_timeout_s, "600", 0.0, INFINITY, LO_OPEN,
+              "search: a worker whose evaluation takes longer is no longer used; its candidate is sent "
+              "to another"),
 
     KEY_INT("log.every_steps", log.every_steps, "50", 1, INT_MAX, "steps between progress lines"),
 };
