@@ -249,6 +249,10 @@ static void t_round_trip(hsc_test *t) {
   T_OK(t, hsc_ckpt_write_i64(ck, "/i3", 3, d3, i3, &err), err);
   T_OK(t, hsc_ckpt_write_u8(ck, "/space/mask", 1, d1, u1, &err), err);
   T_OK(t, hsc_ckpt_write_u8(ck, "/space/mask4", 4, d4, u4, &err), err);
+  /* float64: values that float32 would round (1/3, 0.1) and ones at the ends of the range */
+  const double f64[5] = {1.0 / 3.0, 0.1, -1e300, 4.9e-324, 86.71999999999999};
+  const int64_t d64[1] = {5};
+  T_OK(t, hsc_ckpt_write_f64(ck, "/search/history/top1", 1, d64, f64, &err), err);
   T_OK(t, hsc_ckpt_commit(ck, &err), err);
   T_CHECK(t, count_entries(d.path) == 1); /* rt.h5, no tmp */
 
@@ -271,6 +275,10 @@ static void t_round_trip(hsc_test *t) {
   T_CHECK(t, !memcmp(gf4, f4, sizeof f4) && !memcmp(gf1, f1, sizeof f1));
   T_CHECK(t, !memcmp(gi2, i2, sizeof i2) && !memcmp(gi3, i3, sizeof i3));
   T_CHECK(t, !memcmp(gu1, u1, sizeof u1) && !memcmp(gu4, u4, sizeof u4));
+  double g64[5];
+  T_OK(t, hsc_ckpt_read_f64(ck, "/search/history/top1", 5, g64, &err), err);
+  T_CHECK(t, !memcmp(g64, f64, sizeof f64));
+  T_CHECK(t, hsc_ckpt_read_f32(ck, "/search/history/top1", 5, gf1, &err) == HSC_ERR_INPUT);
   int64_t iv = 0;
   double dv = 0;
   char sv[64];

@@ -36,6 +36,8 @@ hsc_status hsc_ckpt_write_i64(hsc_ckpt *ck, const char *name, int ndim, const in
                               const int64_t *data, hsc_error *err);
 hsc_status hsc_ckpt_write_u8(hsc_ckpt *ck, const char *name, int ndim, const int64_t *dims,
                              const uint8_t *data, hsc_error *err);
+hsc_status hsc_ckpt_write_f64(hsc_ckpt *ck, const char *name, int ndim, const int64_t *dims,
+                              const double *data, hsc_error *err);
 /* Marks the file complete, closes, fsyncs and renames PATH.tmp to PATH (and fsyncs the directory).
  * Frees ck in every case; on failure PATH.tmp is removed and an existing PATH is untouched. After any failed
  * meta_* or write_* on ck, commit refuses (the file would lack data). The one failure reported after the
@@ -61,6 +63,7 @@ hsc_status hsc_ckpt_get_str(hsc_ckpt *ck, const char *key, char *buf, size_t len
 hsc_status hsc_ckpt_read_f32(hsc_ckpt *ck, const char *name, size_t count, float *data, hsc_error *err);
 hsc_status hsc_ckpt_read_i64(hsc_ckpt *ck, const char *name, size_t count, int64_t *data, hsc_error *err);
 hsc_status hsc_ckpt_read_u8(hsc_ckpt *ck, const char *name, size_t count, uint8_t *data, hsc_error *err);
+hsc_status hsc_ckpt_read_f64(hsc_ckpt *ck, const char *name, size_t count, double *data, hsc_error *err);
 /* Element count of a dataset (0 when missing). */
 size_t hsc_ckpt_count(hsc_ckpt *ck, const char *name);
 

@@ -43,6 +43,7 @@ static const struct {
     [CKPT_F32] = {"float32", sizeof(float)},
     [CKPT_I64] = {"int64", sizeof(int64_t)},
     [CKPT_U8] = {"uint8", sizeof(uint8_t)},
+    [CKPT_F64] = {"float64", sizeof(double)},
 };
 _Static_assert(ARRAY_LEN(type_info) == CKPT_TYPE_COUNT, "one entry per ckpt_type");
 
@@ -58,6 +59,8 @@ static hid_t type_mem(ckpt_type t) {
       return H5T_NATIVE_INT64;
     case CKPT_U8:
       return H5T_NATIVE_UINT8;
+    case CKPT_F64:
+      return H5T_NATIVE_DOUBLE;
     default:
       break;
   }
@@ -73,6 +76,8 @@ static hid_t type_file(ckpt_type t) {
       return H5T_STD_I64LE;
     case CKPT_U8:
       return H5T_STD_U8LE;
+    case CKPT_F64:
+      return H5T_IEEE_F64LE;
     default:
       break;
   }
@@ -496,6 +501,11 @@ hsc_status hsc_ckpt_write_u8(hsc_ckpt *ck, const char *name, int ndim, const int
   return write_dset(ck, name, CKPT_U8, ndim, dims, data, err);
 }
 
+hsc_status hsc_ckpt_write_f64(hsc_ckpt *ck, const char *name, int ndim, const int64_t *dims,
+                              const double *data, hsc_error *err) {
+  return write_dset(ck, name, CKPT_F64, ndim, dims, data, err);
+}
+
 /* fsync of a file or directory by name. EINVAL from a directory means the file system does not sync
  * directories (the rename is then as durable as it gets). */
 static hsc_status fsync_path(const char *p, int dir, hsc_error *err) {
@@ -688,14 +698,16 @@ static hsc_status dset_probe(hsc_ckpt *ck, ckpt_dset *d, hsc_error *err) {
   if (cls == H5T_INTEGER) H5_TRY(sign = H5Tget_sign(t), HSC_ERR_INPUT, "%s: dataset %s", ck->path, d->name);
   if (cls == H5T_FLOAT && size == 4)
     d->type = CKPT_F32;
+  else if (cls == H5T_FLOAT && size == 8)
+    d->type = CKPT_F64;
   else if (cls == H5T_INTEGER && size == 8 && sign == H5T_SGN_2)
     d->type = CKPT_I64;
   else if (cls == H5T_INTEGER && size == 1 && sign == H5T_SGN_NONE)
     d->type = CKPT_U8;
   else {
     rc = hsc_error_set(err, HSC_ERR_INPUT,
-                       "%s: dataset %s: unsupported element type (expected float32, int64 or "
-                       "uint8)",
+                       "%s: dataset %s: unsupported element type (expected float32, float64, int64 "
+                       "or uint8)",
                        ck->path, d->name);
     goto fail;
   }
@@ -892,4 +904,8 @@ hsc_status hsc_ckpt_read_i64(hsc_ckpt *ck, const char *name, size_t count, int64
 
 hsc_status hsc_ckpt_read_u8(hsc_ckpt *ck, const char *name, size_t count, uint8_t *data, hsc_error *err) {
   return read_dset(ck, name, CKPT_U8, count, data, err);
+}
+
+hsc_status hsc_ckpt_read_f64(hsc_ckpt *ck, const char *name, size_t count, double *data, hsc_error *err) {
+  return read_dset(ck, name, CKPT_F64, count, data, err);
 }

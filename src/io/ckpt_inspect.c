@@ -81,12 +81,11 @@ static void print_stats(FILE *out, const ckpt_dset *d, const void *data) {
     fprintf(out, "  empty\n");
     return;
   }
-  if (d->type == CKPT_F32) {
-    const float *x = data;
+  if (d->type == CKPT_F32 || d->type == CKPT_F64) {
     double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
     size_t bad = 0;
     for (size_t i = 0; i < d->count; i++) {
-      double v = x[i];
+      double v = d->type == CKPT_F32 ? ((const float *)data)[i] : ((const double *)data)[i];
       if (!isfinite(v)) {
         bad++;
         continue;
@@ -133,6 +132,9 @@ static hsc_status print_datasets(hsc_ckpt *ck, FILE *out, hsc_error *err) {
         break;
       case CKPT_I64:
         rc = hsc_ckpt_read_i64(ck, d->name, d->count, buf, err);
+        break;
+      case CKPT_F64:
+        rc = hsc_ckpt_read_f64(ck, d->name, d->count, buf, err);
         break;
       default:
         rc = hsc_ckpt_read_u8(ck, d->name, d->count, buf, err);

@@ -10,8 +10,9 @@
 
 #define CKPT_MAX_DIMS 4
 
-/* The dataset element types a checkpoint holds (file types H5T_IEEE_F32LE, H5T_STD_I64LE, H5T_STD_U8LE). */
-typedef enum { CKPT_F32, CKPT_I64, CKPT_U8, CKPT_TYPE_COUNT } ckpt_type;
+/* The dataset element types a checkpoint holds (file types H5T_IEEE_F32LE, H5T_STD_I64LE, H5T_STD_U8LE,
+ * H5T_IEEE_F64LE). */
+typedef enum { CKPT_F32, CKPT_I64, CKPT_U8, CKPT_F64, CKPT_TYPE_COUNT } ckpt_type;
 
 typedef struct {
   char *name; /* absolute: "/params/stem.conv" */
