@@ -11,6 +11,8 @@ typedef struct {
   int n;
   const char *label; /* legend text */
   const char *color; /* SVG colour, e.g. "#1f77b4" */
+  int line;          /* 0: markers only; 1: markers joined by a line in point order; 2: the line only */
+  double radius;     /* marker radius in pixels (0: 3) */
 } hsc_plot_series;
 
 enum { HSC_PLOT_MAX_SERIES = 8 };
@@ -21,6 +23,9 @@ typedef struct {
   int nseries;
   int diagonal; /* draw y = x (and the band, when band > 0) */
   double band;  /* relative: 0.1 draws y = 0.9 x and y = 1.1 x */
+  int vline;    /* draw a dashed vertical line at x = vline_x, labelled vline_label (may be NULL) */
+  double vline_x;
+  const char *vline_label;
 } hsc_plot_panel;
 
 /* Writes the panels side by side to path (through a temporary file and a rename), under a bold title and a

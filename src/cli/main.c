@@ -9,6 +9,7 @@
 #include "hsconas/core.h"
 #include "hsconas/latency.h"
 #include "hsconas/rng.h"
+#include "hsconas/search.h"
 #include "hsconas/space.h"
 #include "hsconas/train.h"
 
@@ -18,32 +19,38 @@ enum { EXIT_DONE = 0, EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_STOPPED = 3 };
 enum { MAX_SETS = 256, MAX_ARCHS = 1024 };
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: hsconas COMMAND [ARGS]\n"
-          "\n"
-          "commands:\n"
-          "  train CONFIG [--resume]          train the supernet (data-parallel over the MPI ranks)\n"
-          "  eval CONFIG --arch ARCH ...      accuracy of architectures on the trained supernet\n"
-          "       CONFIG --random N           ... of N random architectures (from run.seed)\n"
-          "  retrain CONFIG --arch ARCH [--resume]\n"
-          "                                   train ARCH alone from scratch, report test top-1\n"
-          "  profile CONFIG [--force]         build the latency model of this device (LUT + fit + report)\n"
-          "  latency CONFIG --arch ARCH ... [--measure]\n"
-          "                                   predicted latency (and measured, with --measure)\n"
-          "  config CONFIG [--dump]           check a configuration; --dump prints every key\n"
-          "  config --keys                    every configuration key with its type, default and help\n"
-          "  inspect FILE.h5                  summarise a checkpoint\n"
-          "  arch CONFIG --arch ARCH | --random N\n"
-          "                                   FLOPs, parameters and hash of architectures\n"
-          "  version                          program version and the backends this build has\n"
-          "  devices                          describe the device each backend would use on this rank\n"
-          "  help                             this text\n"
-          "\n"
-          "options for commands that take CONFIG:\n"
-          "  --set KEY=VALUE                  override a configuration key (repeatable)\n"
-          "\n"
-          "ARCH is one op:scale gene per block, comma separated, e.g. shuffle3:1.0,xception:0.6,...\n"
-          "exit status: 0 done, 1 error, 2 usage, 3 stopped by a signal after a checkpoint (resumable)\n");
+  fprintf(
+      out,
+      "usage: hsconas COMMAND [ARGS]\n"
+      "\n"
+      "commands:\n"
+      "  run CONFIG                       the whole pipeline: profile, train, search, report (every\n"
+      "                                   phase resumes from its checkpoints: rerun it after a stop)\n"
+      "  train CONFIG [--resume]          train the supernet (data-parallel over the MPI ranks)\n"
+      "  search CONFIG                    shrinking stages and evolution on the trained supernet (rank 0\n"
+      "                                   the master, the other ranks workers; resumes by itself)\n"
+      "  report RUN_DIR                   rewrite history.csv, best.yaml, summary.json and the plots\n"
+      "  eval CONFIG --arch ARCH ...      accuracy of architectures on the trained supernet\n"
+      "       CONFIG --random N           ... of N random architectures (from run.seed)\n"
+      "  retrain CONFIG --arch ARCH [--resume]\n"
+      "                                   train ARCH alone from scratch, report test top-1\n"
+      "  profile CONFIG [--force]         build the latency model of this device (LUT + fit + report)\n"
+      "  latency CONFIG --arch ARCH ... [--measure]\n"
+      "                                   predicted latency (and measured, with --measure)\n"
+      "  config CONFIG [--dump]           check a configuration; --dump prints every key\n"
+      "  config --keys                    every configuration key with its type, default and help\n"
+      "  inspect FILE.h5                  summarise a checkpoint\n"
+      "  arch CONFIG --arch ARCH | --random N\n"
+      "                                   FLOPs, parameters and hash of architectures\n"
+      "  version                          program version and the backends this build has\n"
+      "  devices                          describe the device each backend would use on this rank\n"
+      "  help                             this text\n"
+      "\n"
+      "options for commands that take CONFIG:\n"
+      "  --set KEY=VALUE                  override a configuration key (repeatable)\n"
+      "\n"
+      "ARCH is one op:scale gene per block, comma separated, e.g. shuffle3:1.0,xception:0.6,...\n"
+      "exit status: 0 done, 1 error, 2 usage, 3 stopped by a signal after a checkpoint (resumable)\n");
 }
 
 typedef struct {
@@ -334,6 +341,78 @@ static int cmd_latency(const cli_args *a) {
   return EXIT_DONE;
 }
 
+/* The closing summary of a search (rank 0). */
+static void print_search(const hsc_config *cfg, const char *run_dir, const hsc_search_result *r) {
+  if (hsc_proc()->rank != 0) return;
+  printf("search: %d candidates evaluated, latency target %.4f ms\n", r->nhistory, r->target_ms);
+  if (r->best.arch.nblocks > 0) {
+    hsc_space space;
+    hsc_error err = {0};
+    char text[4096] = "";
+    if (cfg && hsc_space_init(&space, cfg, &err) == HSC_OK)
+      hsc_arch_format(&space, &r->best.arch, text, sizeof text);
+    printf(
+        "best:   %s\n        validation top1 %.2f%% on the supernet, predicted latency %.4f ms, %.2f MFLOPs "
+        "(hash %016llx)\n",
+        text, r->best.top1, r->best.latency_ms, (double)r->best.flops / 1e6,
+        (unsigned long long)r->best.hash);
+  }
+  if (r->nfront) printf("front:  %d architectures in %s/front.csv\n", r->nfront, run_dir);
+  printf("files:  %s/best.yaml, history.csv, summary.json\nplots:  %s/pareto.svg, %s/progress.svg\n", run_dir,
+         run_dir, run_dir);
+  if (cfg)
+    printf(
+        "next:   hsconas retrain CONFIG --arch \"$(cat %s/best.yaml)\"  (trains it alone, reports test "
+        "top1)\n",
+        run_dir);
+}
+
+static int cmd_search(const cli_args *a) {
+  hsc_config cfg;
+  hsc_error err = {0};
+  int rc = load_config(a, &cfg, &err);
+  if (rc) return rc;
+  hsc_search_result res;
+  if (hsc_search(&cfg, MPI_COMM_WORLD, &res, &err) != HSC_OK) return report(&err);
+  print_search(&cfg, cfg.run.dir, &res);
+  return EXIT_DONE;
+}
+
+static int cmd_run(const cli_args *a) {
+  hsc_config cfg;
+  hsc_error err = {0};
+  int rc = load_config(a, &cfg, &err);
+  if (rc) return rc;
+  hsc_log(HSC_LOG_INFO, "== 1/3 latency model (skipped when run.dir holds a valid one)");
+  hsc_latency_model *m = hsc_xcalloc(1, sizeof *m);
+  const hsc_profile_opts popts = {.force = 0};
+  hsc_status st = hsc_latency_profile(&cfg, MPI_COMM_WORLD, &popts, m, &err);
+  free(m);
+  if (st != HSC_OK) return report(&err);
+  hsc_log(HSC_LOG_INFO, "== 2/3 supernet training (resumes from run.dir's checkpoints)");
+  hsc_train_result tr;
+  if (hsc_train_supernet(&cfg, MPI_COMM_WORLD, 1, &tr, &err) != HSC_OK) return report(&err);
+  hsc_log(HSC_LOG_INFO, "== 3/3 search (resumes from run.dir's search checkpoint)");
+  hsc_search_result res;
+  if (hsc_search(&cfg, MPI_COMM_WORLD, &res, &err) != HSC_OK) return report(&err);
+  print_search(&cfg, cfg.run.dir, &res);
+  return EXIT_DONE;
+}
+
+static int cmd_report(const cli_args *a) {
+  if (!a->config) {
+    if (hsc_proc()->rank == 0) fprintf(stderr, "hsconas: report needs RUN_DIR\n");
+    return EXIT_USAGE;
+  }
+  hsc_error err = {0};
+  hsc_search_result res;
+  if (hsc_proc()->rank == 0) {
+    if (hsc_search_report(a->config, &res, &err) != HSC_OK) return report(&err);
+    print_search(NULL, a->config, &res);
+  }
+  return EXIT_DONE;
+}
+
 static int cmd_inspect(const cli_args *a) {
   if (!a->config) {
     fprintf(stderr, "hsconas: inspect needs FILE.h5\n");
@@ -389,6 +468,7 @@ int main(int argc, char **argv) {
   static const command commands[] = {
       {"train", cmd_train},     {"eval", cmd_eval}, {"retrain", cmd_retrain}, {"config", cmd_config},
       {"inspect", cmd_inspect}, {"arch", cmd_arch}, {"profile", cmd_profile}, {"latency", cmd_latency},
+      {"search", cmd_search},   {"run", cmd_run},   {"report", cmd_report},
   };
   const command *c = NULL;
   for (size_t i = 0; i < ARRAY_LEN(commands); i++)

@@ -31,6 +31,10 @@ static range data_range(const hsc_plot_panel *p, int axis) {
       if (v < r.lo) r.lo = v;
       if (v > r.hi) r.hi = v;
     }
+  if (axis == 0 && p->vline && isfinite(p->vline_x)) {
+    if (p->vline_x < r.lo) r.lo = p->vline_x;
+    if (p->vline_x > r.hi) r.hi = p->vline_x;
+  }
   if (!(r.lo <= r.hi)) return (range){0.0, 1.0};
   double span = r.hi - r.lo;
   if (span <= 0) span = fabs(r.hi) > 0 ? fabs(r.hi) * 0.1 : 1.0;
@@ -114,20 +118,43 @@ static void panel(FILE *f, const hsc_plot_panel *p, double ox, double oy) {
               PX(rx.lo), PY(k * rx.lo), PX(rx.hi), PY(k * rx.hi));
     }
   }
-  for (int s = 0; s < p->nseries; s++)
-    for (int i = 0; i < p->series[s].n; i++) {
-      const double x = p->series[s].x[i], y = p->series[s].y[i];
-      if (!isfinite(x) || !isfinite(y)) continue;
-      fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"%s\" fill-opacity=\"0.7\"/>\n", PX(x), PY(y),
-              p->series[s].color);
+  if (p->vline && isfinite(p->vline_x)) {
+    fprintf(f,
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#d62728\" "
+            "stroke-dasharray=\"6 4\"/>\n",
+            PX(p->vline_x), y0, PX(p->vline_x), y0 + h);
+    if (p->vline_label) {
+      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\" fill=\"#d62728\">",
+              PX(p->vline_x) - 4, y0 + h - 8);
+      put_text(f, p->vline_label);
+      fputs("</text>\n", f);
     }
+  }
+  for (int s = 0; s < p->nseries; s++) {
+    const hsc_plot_series *ps = &p->series[s];
+    if (ps->line) {
+      fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", ps->color);
+      for (int i = 0; i < ps->n; i++)
+        if (isfinite(ps->x[i]) && isfinite(ps->y[i])) fprintf(f, " %.2f,%.2f", PX(ps->x[i]), PY(ps->y[i]));
+      fputs("\"/>\n", f);
+    }
+    if (ps->line == 2) continue;
+    for (int i = 0; i < ps->n; i++) {
+      const double x = ps->x[i], y = ps->y[i];
+      if (!isfinite(x) || !isfinite(y)) continue;
+      fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%g\" fill=\"%s\" fill-opacity=\"0.7\"/>\n", PX(x),
+              PY(y), ps->radius > 0 ? ps->radius : 3.0, ps->color);
+    }
+  }
   fputs("</g>\n", f);
   for (int s = 0; s < p->nseries; s++) { /* legend */
     const double ly = y0 + 16 + 16 * s;
-    fprintf(
-        f,
-        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
-        x0 + 12, ly - 4, p->series[s].color, x0 + 22, ly);
+    if (p->series[s].line)
+      fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.5\"/>",
+              x0 + 6, ly - 4, x0 + 18, ly - 4, p->series[s].color);
+    if (p->series[s].line != 2)
+      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>", x0 + 12, ly - 4, p->series[s].color);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", x0 + 22, ly);
     put_text(f, p->series[s].label);
     fputs("</text>\n", f);
   }
