@@ -110,6 +110,7 @@ typedef struct {
     int drop_scales;        /* channel scales removed per block and stage */
     double latency_weight;  /* score = mean top1 - weight * choice latency share (percent points per %) */
     int finetune_epochs;    /* supernet fine-tuning on the smaller space after each stage */
+    int64_t finetune_max_steps; /* cap on those steps (0: the epochs decide) */
     double finetune_lr;     /* peak learning rate of that fine-tuning */
   } shrink;
   struct {

@@ -122,7 +122,10 @@ double hsc_mask_min_latency(const hsc_space *s, const hsc_space_mask *m, const h
 
 typedef struct {
   hsc_record best;       /* single: the best feasible record; pareto: the best top1 on the front */
+  char best_text[2048];  /* its genes in text form ("" when nothing was evaluated) */
   int nhistory;          /* records in the history */
+  int evaluated;         /* evaluations completed by this invocation (hsc_search) */
+  int resumed_from;      /* records in the checkpoint it resumed from (0: a fresh search) */
   int nfront;            /* records on the final front (pareto) */
   double target_ms;      /* the latency target used */
   double seconds;        /* wall time of this invocation */

@@ -180,6 +180,8 @@ static const hsc_cfg_key schema[] = {
               "latency in %"),
     KEY_INT("shrink.finetune_epochs", shrink.finetune_epochs, "1", 0, 10000,
             "supernet fine-tuning epochs on the smaller space after each stage"),
+    KEY_INT64("shrink.finetune_max_steps", shrink.finetune_max_steps, "0", 0, NO_LIMIT64,
+              "cap on the fine-tuning steps of a stage (0: the epochs decide)"),
     KEY_FLOAT("shrink.finetune_lr", shrink.finetune_lr, "0.01", 0.0, INFINITY, LO_OPEN,
               "peak learning rate of that fine-tuning (supernet.lr_schedule, no warm-up)"),
 

@@ -199,7 +199,10 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
   res->nhistory = n;
   res->nfront = pareto ? nfront : 0;
   res->target_ms = d.target;
-  if (best >= 0) res->best = d.rec[best];
+  if (best >= 0) {
+    res->best = d.rec[best];
+    hsc_arch_format(&d.space, &d.rec[best].arch, res->best_text, sizeof res->best_text);
+  }
   char path[HSC_CFG_PATH + 64], tmp[HSC_CFG_PATH + 80];
   char arch[4096];
 

@@ -56,6 +56,7 @@ typedef struct {
   int64_t next_id; /* id of the next candidate created */
   int64_t created; /* steady mode: evolution candidates created so far */
   int64_t evals_at_ckpt;
+  int resumed_from; /* history rows of the checkpoint this invocation resumed from */
 } search_state;
 
 typedef struct {
@@ -629,6 +630,7 @@ static hsc_status resume_state(search_ctx *c, int *found, hsc_error *err) {
   }
   if (st == HSC_OK && (st = load_state(ck, &c->space, &c->st, err)) == HSC_OK) {
     *found = 1;
+    c->st.resumed_from = c->st.hist.n;
     hsc_log(HSC_LOG_INFO, "resuming the search from %s: %d evaluations, stage %d, %s, generation %d",
             hsc_ckpt_path(ck), c->st.hist.n, c->st.stage, step_names[c->st.step], c->st.generation);
   }
@@ -1028,6 +1030,8 @@ hsc_status hsc_search(const hsc_config *cfg, MPI_Comm comm, hsc_search_result *r
     st = hsc_search_report(dir, res, err);
   }
   if (st == HSC_OK) st = hsc_agree(comm, st, err);
+  res->evaluated = c.rank == 0 ? c.st.hist.n - c.st.resumed_from : 0;
+  res->resumed_from = c.st.resumed_from;
   res->target_ms = c.target;
   res->seconds = hsc_now() - t0;
   ctx_close(&c);
