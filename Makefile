@@ -191,6 +191,7 @@ bench: deps
 	bench/run.sh $(BUILD)
 	bench/train.sh $(BUILD)
 	bench/latency.sh $(BUILD) $(BUILD)/bench/latency
+	bench/dispatch.sh $(BUILD)
 
 run: deps all
 	@scripts/run.sh $(BUILD)
