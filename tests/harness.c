@@ -1,10 +1,14 @@
 #include "harness.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hsconas/rng.h"
 
@@ -239,4 +243,102 @@ int tu_space(hsc_test *t, hsc_config *cfg, hsc_space *s, const char *const *sets
     return 0;
   }
   return 1;
+}
+
+int tu_tmpdir(hsc_test *t, const char *prefix, char *path, size_t len) {
+  if (snprintf(path, len, "/tmp/hsc_test_%s_XXXXXX", prefix) >= (int)len || !mkdtemp(path)) {
+    T_FAIL(t, "cannot create a directory /tmp/hsc_test_%s_XXXXXX: %s", prefix, strerror(errno));
+    return 0;
+  }
+  return 1;
+}
+
+void tu_rmtree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) {
+    unlink(dir);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+      tu_rmtree(path);
+    else
+      unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+/* An IDX file: big-endian magic and dims, then the bytes. */
+static int write_idx(hsc_test *t, const char *path, uint32_t magic, int ndim, const uint32_t *dims,
+                     const uint8_t *data, size_t len) {
+  uint8_t head[16];
+  const uint32_t words[4] = {magic, dims[0], ndim > 1 ? dims[1] : 0, ndim > 2 ? dims[2] : 0};
+  for (int i = 0; i <= ndim; i++)
+    for (int b = 0; b < 4; b++) head[4 * i + b] = (uint8_t)(words[i] >> (24 - 8 * b));
+  FILE *f = fopen(path, "wb");
+  const size_t hlen = 4 * (size_t)(ndim + 1);
+  if (!f || fwrite(head, 1, hlen, f) != hlen || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+    T_FAIL(t, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+  }
+  return 1;
+}
+
+int tu_write_tiny_fmnist(hsc_test *t, const char *dir, int n, int size, uint64_t stream) {
+  const size_t pixels = (size_t)n * size * size;
+  uint8_t *images = hsc_xmalloc(pixels), *labels = hsc_xmalloc((size_t)n);
+  hsc_rng r;
+  hsc_rng_init(&r, 0, HSC_RNG_TEST, stream);
+  for (size_t i = 0; i < pixels; i++) images[i] = (uint8_t)hsc_rng_u32(&r);
+  for (int i = 0; i < n; i++) labels[i] = (uint8_t)(i % 10);
+  char path[4096];
+  const uint32_t idims[3] = {(uint32_t)n, (uint32_t)size, (uint32_t)size}, ldims[1] = {(uint32_t)n};
+  snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", dir);
+  int ok = write_idx(t, path, 0x803, 3, idims, images, pixels);
+  snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", dir);
+  ok = ok && write_idx(t, path, 0x801, 1, ldims, labels, (size_t)n);
+  free(images);
+  free(labels);
+  return ok;
+}
+
+int tu_tiny_run(hsc_test *t, const char *tmp, int write_data, hsc_config *cfg, hsc_space *s) {
+  char run[HSC_CFG_PATH + 16], data[HSC_CFG_PATH + 16], dir[HSC_CFG_PATH];
+  snprintf(run, sizeof run, "run.dir=%s/run", tmp);
+  snprintf(data, sizeof data, "data.path=%s/data", tmp);
+  snprintf(dir, sizeof dir, "%s/data", tmp);
+  const char *const sets[] = {run,
+                              data,
+                              "run.seed=5",
+                              "data.batch_size=24",
+                              "data.eval_batch_size=20",
+                              "data.val_size=60",
+                              "space.input_size=12",
+                              "space.stem_channels=8",
+                              "space.stage_channels=[16,32]",
+                              "space.stage_blocks=[2,1]",
+                              "space.stage_strides=[2,1]",
+                              "space.head_channels=24",
+                              "space.scales=[0.5,1.0,1.5]",
+                              "supernet.epochs=1",
+                              "supernet.warmup_steps=2",
+                              "supernet.lr=0.1",
+                              "eval.recal_batches=2",
+                              "eval.val_images=40",
+                              "checkpoint.every_steps=4",
+                              "checkpoint.keep=2",
+                              "log.every_steps=5"};
+  if (!tu_space(t, cfg, s, sets, (int)ARRAY_LEN(sets))) return 0;
+  if (!write_data) return 1;
+  if (mkdir(dir, 0755) != 0) {
+    T_FAIL(t, "cannot create %s: %s", dir, strerror(errno));
+    return 0;
+  }
+  return tu_write_tiny_fmnist(t, dir, 300, 12, 1);
 }

@@ -77,6 +77,25 @@ int hsc_test_close_at(hsc_test *t, const char *file, int line, const char *what,
  * fails with the message and 0 is returned. */
 int tu_space(hsc_test *t, hsc_config *cfg, hsc_space *s, const char *const *sets, int nsets);
 
+/* --- files --- */
+
+/* A fresh directory /tmp/hsc_test_<prefix>_XXXXXX into path [len]; fails the case and returns 0 on error. */
+int tu_tmpdir(hsc_test *t, const char *prefix, char *path, size_t len);
+/* Removes dir and everything below it (files and directories only); quiet when it is already gone. */
+void tu_rmtree(const char *dir);
+/* A Fashion-MNIST-like training set in dir (which must exist): train-images-idx3-ubyte, n pseudo-random
+ * size x size images drawn from (HSC_RNG_TEST, stream), and train-labels-idx1-ubyte with label i % 10; no
+ * test set. For training tests that must not wait for the real 60k images. Fails the case and returns 0 on
+ * error. */
+int tu_write_tiny_fmnist(hsc_test *t, const char *dir, int n, int size, uint64_t stream);
+
+/* A tiny training run under the directory tmp: cfg = the defaults with run.dir = tmp/run, data.path =
+ * tmp/data, 300 images of 12 x 12 of which 60 are held out (10 steps of 24 images per epoch), 20-image
+ * evaluation batches, 2 recalibration batches, 40 validation images, a checkpoint every 4 steps, and a
+ * 3-block space (2 stages, 3 scales); s = its space. write_data: also create tmp/data with
+ * tu_write_tiny_fmnist (one rank of an MPI test). Fails the case and returns 0 on error. */
+int tu_tiny_run(hsc_test *t, const char *tmp, int write_data, hsc_config *cfg, hsc_space *s);
+
 /* --- backend memory (device tests) --- */
 
 /* A new backend buffer holding `bytes` of host memory. */

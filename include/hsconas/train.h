@@ -4,10 +4,11 @@
  * A training step t: every rank draws the same path from (run.seed, HSC_RNG_PATH, t) with no
  * communication, runs forward and backward on its shard of the global batch, the gradients of the touched
  * parameters are summed over the ranks (MPI_Allreduce) and divided by the rank count, and SGD updates the
- * touched parameters only. Checkpoints go to RUN_DIR/checkpoints/supernet-<step>.h5 (retraining:
- * RUN_DIR/retrain-<arch hash>/retrain-<step>.h5; checkpoint.h), written
- * by rank 0 after the ranks agreed to write; a signal (signals.h) ends the loop at the next step boundary
- * with a checkpoint and HSC_ERR_STOPPED. Resuming continues bit for bit (same rank count, CPU backend). */
+ * touched parameters only. Checkpoints go to RUN_DIR/checkpoints/supernet-<step>.h5 (fine-tuning:
+ * RUN_DIR/checkpoints/<phase>-<step>.h5; retraining: RUN_DIR/retrain-<arch hash>/retrain-<step>.h5;
+ * checkpoint.h), written by rank 0 after the ranks agreed to write; a signal (signals.h) ends the loop at
+ * the next step boundary with a checkpoint and HSC_ERR_STOPPED. Resuming continues bit for bit (same rank
+ * count, CPU backend). */
 #ifndef HSCONAS_TRAIN_H
 #define HSCONAS_TRAIN_H
 
@@ -54,8 +55,9 @@ hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arc
  * evaluate different architectures at the same time. */
 typedef struct hsc_evaluator hsc_evaluator;
 
-/* Collective over comm. with_net 0: this rank takes part in the collective reads but holds no network and
- * never evaluates (the search master with workers). */
+/* Collective over comm. with_net 0: this rank takes part in the collective reads but holds no backend
+ * context and no network and never evaluates (the search master with workers). An error naming
+ * data.val_size when there is no validation split. */
 hsc_status hsc_evaluator_open(hsc_evaluator **ev, const hsc_config *cfg, MPI_Comm comm, int with_net,
                               hsc_error *err);
 /* Collective: rank 0 reads the newest valid checkpoint of `phase` ("supernet", "stage0", ...) in
@@ -72,9 +74,15 @@ void hsc_evaluator_close(hsc_evaluator *ev);
  * `from_phase` (weights and BN statistics; momentum restarts at 0) for `epochs` epochs at peak learning rate
  * `lr` (supernet.lr_schedule, no warm-up), every step's path drawn uniformly within `mask` from
  * (run.seed, HSC_RNG_PATH, ((stage + 1) << 40) + t), and checkpoints it as phase `phase` in
- * RUN_DIR/checkpoints (every checkpoint.every_steps, on a signal, and at the end with finished = 1). Resumes
- * from that phase's newest checkpoint when there is one; returns at once when it is finished. Data-parallel
- * and collective over comm, like hsc_train_supernet. */
+ * RUN_DIR/checkpoints (every checkpoint.every_steps, on a signal, and at the end with finished = 1), in the
+ * supernet's format plus meta "stage" and the datasets /space/op_mask [nblocks, HSC_OP_COUNT] and
+ * /space/scale_mask [nblocks, nscales] (uint8, 1 = allowed). The steps are epochs x batches per epoch
+ * (supernet.max_steps does not cap them); momentum, Nesterov, weight decay and label smoothing are
+ * supernet.*'s. Resumes from that phase's newest checkpoint when there is one (an error when it was written
+ * for another stage or mask); returns at once when it is finished. epochs 0: nothing to train, nothing
+ * written, HSC_OK with res->step 0 (the caller goes on with from_phase). Errors: from_phase has no
+ * checkpoint (naming the directory), or its newest is not finished. Data-parallel and collective over
+ * comm, like hsc_train_supernet; HSC_ERR_STOPPED after a checkpoint on a signal (or HSC_STOP_AT_STEP). */
 hsc_status hsc_finetune_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_space_mask *mask, int stage,
                                  const char *from_phase, const char *phase, int epochs, double lr,
                                  hsc_train_result *res, hsc_error *err);

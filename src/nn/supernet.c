@@ -266,26 +266,13 @@ static void alloc_buffers(hsc_supernet *net) {
   net->host_losses = hsc_xmalloc((size_t)nb * sizeof(float));
 }
 
-hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc_arch *fixed,
-                               const hsc_backend *be, hsc_backend_ctx *ctx, int max_batch, hsc_error *err) {
-  *out = NULL;
-  if (max_batch < 1) return hsc_error_set(err, HSC_ERR_INPUT, "supernet: batch size %d < 1", max_batch);
-  if (fixed && !hsc_arch_valid(s, NULL, fixed))
-    return hsc_error_set(err, HSC_ERR_INPUT, "supernet: the fixed architecture is not in the space");
+/* The network's description: units, branches and the parameter and state tables, no backend buffers. */
+static hsc_supernet *describe(const hsc_space *s, const hsc_arch *fixed) {
   hsc_supernet *net = hsc_xcalloc(1, sizeof *net);
   net->space = *s;
   net->fixed = fixed != NULL;
   if (fixed) net->arch = *fixed;
   net->affine = net->fixed;
-  net->be = be;
-  net->ctx = ctx;
-  net->max_batch = max_batch;
-  net->bn_momentum = 0.1f;
-  net->bn_eps = 1e-5f;
-  net->sync = MPI_COMM_NULL;
-  net->dp_comm = MPI_COMM_NULL;
-  net->dp_bucket = DP_BUCKET_FLOATS;
-
   /* Parameters in network order: stem, blocks, head, classifier. */
   {
     unit *u = &net->stem_br.u[net->stem_br.n++];
@@ -302,6 +289,33 @@ hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc
     int64_t dims[2] = {s->classes, s->head_c};
     net->classifier = hsc_table_add(&net->params, 1.0f, 2, dims, "classifier");
   }
+  return net;
+}
+
+void hsc_supernet_layout(const hsc_space *s, const hsc_arch *fixed, hsc_param_table *params,
+                         hsc_param_table *state) {
+  assert(!fixed || hsc_arch_valid(s, NULL, fixed));
+  hsc_supernet *net = describe(s, fixed);
+  *params = net->params;
+  *state = net->state;
+  free(net);
+}
+
+hsc_status hsc_supernet_create(hsc_supernet **out, const hsc_space *s, const hsc_arch *fixed,
+                               const hsc_backend *be, hsc_backend_ctx *ctx, int max_batch, hsc_error *err) {
+  *out = NULL;
+  if (max_batch < 1) return hsc_error_set(err, HSC_ERR_INPUT, "supernet: batch size %d < 1", max_batch);
+  if (fixed && !hsc_arch_valid(s, NULL, fixed))
+    return hsc_error_set(err, HSC_ERR_INPUT, "supernet: the fixed architecture is not in the space");
+  hsc_supernet *net = describe(s, fixed);
+  net->be = be;
+  net->ctx = ctx;
+  net->max_batch = max_batch;
+  net->bn_momentum = 0.1f;
+  net->bn_eps = 1e-5f;
+  net->sync = MPI_COMM_NULL;
+  net->dp_comm = MPI_COMM_NULL;
+  net->dp_bucket = DP_BUCKET_FLOATS;
   net->w = zalloc(net, net->params.total * sizeof(float));
   net->g = zalloc(net, net->params.total * sizeof(float));
   net->m = zalloc(net, net->params.total * sizeof(float));

@@ -1,8 +1,11 @@
-/* Supernet training, stand-alone retraining and evaluation over an MPI communicator (train.h).
+/* Supernet training and fine-tuning, stand-alone retraining and evaluation over an MPI communicator
+ * (train.h).
  *
- * A "session" holds what all three need: the space, the dataset (read by rank 0 and broadcast), the fixed
- * train/validation split, a backend context and the network. The training loop is one function, read top to
- * bottom: stop check, path, batch, forward, loss, backward, all-reduce, SGD, log, checkpoint. */
+ * A "session" holds what all of them need: the space, the dataset (read by rank 0 and broadcast), the fixed
+ * train/validation split, a backend context and the network (the last two absent on a rank that only takes
+ * part in the collective steps: the search master). The training loop is one function, read top to bottom:
+ * stop check, path, batch, forward, loss, backward, all-reduce, SGD, log, checkpoint. */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -18,6 +21,7 @@
 #include "hsconas/signals.h"
 #include "hsconas/supernet.h"
 #include "hsconas/train.h"
+#include "nn_internal.h"
 
 typedef struct {
   const hsc_config *cfg;
@@ -29,8 +33,10 @@ typedef struct {
   hsc_subset fit, val, recal; /* supernet-training part, validation split, recalibration images */
   hsc_transform tr;
   const hsc_backend *be;
-  hsc_backend_ctx *ctx;
-  hsc_supernet *net;
+  hsc_backend_ctx *ctx;                  /* NULL on a rank without a network */
+  hsc_supernet *net;                     /* NULL on a rank without a network */
+  hsc_param_table own_params, own_state; /* that rank's tables: they name the checkpoint's datasets */
+  const hsc_param_table *params, *state; /* the network's tables, or own_* */
   int eval_batch;
 } session;
 
@@ -93,6 +99,8 @@ static void recal_subset(const hsc_subset *fit, int count, uint64_t seed, hsc_su
 static void session_close(session *s) {
   hsc_supernet_free(s->net);
   if (s->ctx) s->be->free(s->ctx);
+  hsc_table_free(&s->own_params);
+  hsc_table_free(&s->own_state);
   hsc_dataset_free(&s->train);
   if (s->have_test) hsc_dataset_free(&s->test);
   hsc_subset_free(&s->fit);
@@ -101,10 +109,19 @@ static void session_close(session *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* fixed NULL: the supernet; whole_train: fit on all training images (retrain) instead of the split;
- * evaluating: size the buffers for data.eval_batch_size (eval) instead of the training shard. */
-static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm, const hsc_arch *fixed,
-                               int need_test, int whole_train, int evaluating, hsc_error *err) {
+/* What a session holds; all zero: supernet training. */
+typedef struct {
+  const hsc_arch *fixed; /* NULL: the supernet; else the stand-alone network of this architecture */
+  int need_test;         /* also the test set (retrain) */
+  int whole_train;       /* fit on all training images (retrain) instead of the split */
+  int evaluating;        /* buffers for data.eval_batch_size instead of the training shard */
+  int no_net;            /* no backend context and no network: only the collective steps (search master) */
+} session_opts;
+
+static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm, const session_opts *o,
+                               hsc_error *err) {
+  const hsc_arch *fixed = o->fixed;
+  const int need_test = o->need_test;
   memset(s, 0, sizeof *s);
   s->cfg = cfg;
   s->comm = comm;
@@ -141,7 +158,7 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     session_close(s);
     return err->code;
   }
-  if (whole_train)
+  if (o->whole_train)
     hsc_subset_all(d->n, &s->fit);
   else
     hsc_subset_split(d->n, cfg->data.val_size, (uint64_t)cfg->data.split_seed, &s->fit, &s->val);
@@ -154,6 +171,12 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
     session_close(s);
     return err->code;
   }
+  if (o->no_net) {
+    hsc_supernet_layout(&s->space, fixed, &s->own_params, &s->own_state);
+    s->params = &s->own_params;
+    s->state = &s->own_state;
+    return HSC_OK;
+  }
   hsc_backend_opts bo = {
       .threads = hsc_default_threads(cfg), .device = -1, .gpus_per_node = cfg->dist.gpus_per_node};
   if ((st = s->be->init(&s->ctx, &bo, err)) != HSC_OK) {
@@ -164,13 +187,15 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
   /* Buffers for the larger of the two batches this session runs: training shards, or evaluation batches
    * (BN recalibration, validation). Activations for the backward cost several MB per image. */
   const int local_batch = cfg->data.batch_size / s->size;
-  const int max_batch = evaluating ? cfg->data.eval_batch_size : local_batch;
-  s->eval_batch = evaluating ? cfg->data.eval_batch_size : local_batch;
+  const int max_batch = o->evaluating ? cfg->data.eval_batch_size : local_batch;
+  s->eval_batch = o->evaluating ? cfg->data.eval_batch_size : local_batch;
   if ((st = hsc_supernet_create(&s->net, &s->space, fixed, s->be, s->ctx, max_batch, err)) != HSC_OK) {
     session_close(s);
     return st;
   }
   hsc_supernet_set_bn(s->net, (float)cfg->supernet.bn_momentum, (float)cfg->supernet.bn_eps);
+  s->params = hsc_supernet_params(s->net);
+  s->state = hsc_supernet_state(s->net);
   return HSC_OK;
 }
 
@@ -178,7 +203,9 @@ static hsc_status session_open(session *s, const hsc_config *cfg, MPI_Comm comm,
 
 typedef struct {
   const char *dir, *phase;
-  const char *arch_text; /* retrain: the architecture */
+  const char *arch_text;      /* retrain: the architecture */
+  const hsc_space_mask *mask; /* fine-tuning: the shrunk space (/space/op_mask, /space/scale_mask) */
+  int stage;                  /* fine-tuning: the shrinking stage (meta "stage") */
 } ckpt_target;
 
 /* Averages the BN running statistics over the ranks (each rank saw its own shard). */
@@ -216,6 +243,41 @@ static hsc_status read_table(hsc_ckpt *ck, const char *group, const hsc_param_ta
   return HSC_OK;
 }
 
+/* A fine-tuning checkpoint's space: op_mask [nblocks, HSC_OP_COUNT] (indexed by hsc_op) and scale_mask
+ * [nblocks, nscales], 1 where the choice is allowed. */
+static hsc_status write_mask(hsc_ckpt *ck, const hsc_space *sp, const hsc_space_mask *m, hsc_error *err) {
+  uint8_t scales[HSC_MAX_BLOCKS * HSC_MAX_SCALES];
+  for (int l = 0; l < sp->nblocks; l++) memcpy(scales + l * sp->nscales, m->scale[l], (size_t)sp->nscales);
+  const int64_t od[2] = {sp->nblocks, HSC_OP_COUNT}, sd[2] = {sp->nblocks, sp->nscales};
+  hsc_status st = hsc_ckpt_write_u8(ck, "/space/op_mask", 2, od, &m->op[0][0], err);
+  if (st == HSC_OK) st = hsc_ckpt_write_u8(ck, "/space/scale_mask", 2, sd, scales, err);
+  return st;
+}
+
+/* Resuming a fine-tuning: the checkpoint must be of the same stage and mask (the paths depend on both). */
+static hsc_status check_mask(hsc_ckpt *ck, const hsc_space *sp, const ckpt_target *tg, hsc_error *err) {
+  uint8_t ops[HSC_MAX_BLOCKS * HSC_OP_COUNT], scales[HSC_MAX_BLOCKS * HSC_MAX_SCALES];
+  int64_t stage = 0;
+  hsc_status st;
+  if ((st = hsc_ckpt_get_int(ck, "stage", &stage, err)) != HSC_OK ||
+      (st = hsc_ckpt_read_u8(ck, "/space/op_mask", (size_t)sp->nblocks * HSC_OP_COUNT, ops, err)) != HSC_OK ||
+      (st = hsc_ckpt_read_u8(ck, "/space/scale_mask", (size_t)sp->nblocks * sp->nscales, scales, err)) !=
+          HSC_OK)
+    return st;
+  int same = stage == tg->stage;
+  for (int l = 0; l < sp->nblocks; l++) {
+    same &= !memcmp(ops + l * HSC_OP_COUNT, tg->mask->op[l], HSC_OP_COUNT);
+    same &= !memcmp(scales + l * sp->nscales, tg->mask->scale[l], (size_t)sp->nscales);
+  }
+  if (!same)
+    return hsc_error_set(
+        err, HSC_ERR_INPUT,
+        "%s fine-tunes another space (stage %lld, /space/op_mask or /space/scale_mask differ "
+        "from stage %d's)",
+        hsc_ckpt_path(ck), (long long)stage, tg->stage);
+  return HSC_OK;
+}
+
 /* Collective: rank 0 writes the checkpoint of `step`; every rank returns the outcome. */
 static hsc_status save_checkpoint(session *s, const ckpt_target *tg, int64_t step, int64_t total,
                                   hsc_data_cursor cur, int finished, hsc_error *err) {
@@ -249,6 +311,8 @@ static hsc_status save_checkpoint(session *s, const ckpt_target *tg, int64_t ste
           (st = hsc_ckpt_meta_int(ck, "space_hash", (int64_t)s->space.hash, err)) == HSC_OK &&
           (st = hsc_ckpt_meta_str(ck, "backend", s->be->name, err)) == HSC_OK &&
           (!tg->arch_text || (st = hsc_ckpt_meta_str(ck, "arch", tg->arch_text, err)) == HSC_OK) &&
+          (!tg->mask || ((st = hsc_ckpt_meta_int(ck, "stage", tg->stage, err)) == HSC_OK &&
+                         (st = write_mask(ck, &s->space, tg->mask, err)) == HSC_OK)) &&
           (st = write_table(ck, "params", pt, w, err)) == HSC_OK &&
           (st = write_table(ck, "optim", pt, m, err)) == HSC_OK &&
           (st = write_table(ck, "state", stt, bn, err)) == HSC_OK &&
@@ -272,12 +336,20 @@ typedef struct {
   int finished;
 } resume_point;
 
-/* Collective: rank 0 reads the newest valid checkpoint of the phase into the network and broadcasts it.
- * *found = 0 when there is none. */
-static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_point *rp, int *found,
+/* What load_checkpoint restores besides the weights and BN statistics, and what it requires. */
+enum {
+  LOAD_RESUME = 1, /* the training state too: momentum (/optim) and the loader position (/data) */
+  LOAD_FINAL = 2,  /* a finished run only (meta "finished" 1) */
+};
+
+/* Collective: rank 0 reads the newest valid checkpoint of the phase and broadcasts it into every rank's
+ * network (a rank without one receives it and drops it). *found = 0 when there is none. Without
+ * LOAD_RESUME the momentum is left alone and rp->cur is {0, 0}. */
+static hsc_status load_checkpoint(session *s, const ckpt_target *tg, int what, resume_point *rp, int *found,
                                   hsc_error *err) {
-  const hsc_param_table *pt = hsc_supernet_params(s->net), *stt = hsc_supernet_state(s->net);
-  /* Host copies of the three buffers, allocated only where a checkpoint is read or received. */
+  const hsc_param_table *pt = s->params, *stt = s->state;
+  const int resume = (what & LOAD_RESUME) != 0;
+  /* Host copies of the buffers, allocated only where a checkpoint is read or received (m: to resume). */
   float *w = NULL, *m = NULL, *bn = NULL;
   int64_t info[5] = {0, 0, 0, 0, 0}; /* found, step, epoch, batch, finished */
   hsc_status st = HSC_OK;
@@ -287,9 +359,9 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
     st = hsc_ckpt_open_latest(tg->dir, tg->phase, &ck, err);
     if (st == HSC_OK && ck) {
       w = hsc_xmalloc(pt->total * sizeof(float));
-      m = hsc_xmalloc(pt->total * sizeof(float));
+      if (resume) m = hsc_xmalloc(pt->total * sizeof(float));
       bn = hsc_xmalloc(stt->total * sizeof(float));
-      int64_t space_hash = 0, cursor[2] = {0, 0};
+      int64_t space_hash = 0, total = 0, cursor[2] = {0, 0};
       char arch[4096] = "";
       if ((st = hsc_ckpt_get_int(ck, "space_hash", &space_hash, err)) == HSC_OK &&
           (uint64_t)space_hash != s->space.hash)
@@ -303,18 +375,24 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
           strcmp(arch, tg->arch_text) != 0)
         st = hsc_error_set(err, HSC_ERR_INPUT, "%s retrains another architecture (%s)", hsc_ckpt_path(ck),
                            arch);
+      if (st == HSC_OK && tg->mask && resume) st = check_mask(ck, &s->space, tg, err);
       if (st == HSC_OK && (st = hsc_ckpt_get_int(ck, "step", &info[1], err)) == HSC_OK &&
-          (st = hsc_ckpt_get_int(ck, "finished", &info[4], err)) == HSC_OK &&
-          (st = read_table(ck, "params", pt, w, err)) == HSC_OK &&
-          (st = read_table(ck, "optim", pt, m, err)) == HSC_OK &&
+          (st = hsc_ckpt_get_int(ck, "finished", &info[4], err)) == HSC_OK && (what & LOAD_FINAL) &&
+          !info[4] && (st = hsc_ckpt_get_int(ck, "total_steps", &total, err)) == HSC_OK)
+        st = hsc_error_set(err, HSC_ERR_INPUT,
+                           "%s is not finished (step %lld of %lld): complete the %s phase first",
+                           hsc_ckpt_path(ck), (long long)info[1], (long long)total, tg->phase);
+      if (st == HSC_OK && (st = read_table(ck, "params", pt, w, err)) == HSC_OK &&
+          (!resume || (st = read_table(ck, "optim", pt, m, err)) == HSC_OK) &&
           (st = read_table(ck, "state", stt, bn, err)) == HSC_OK &&
-          (st = hsc_ckpt_read_i64(ck, "/data", 2, cursor, err)) == HSC_OK) {
+          (!resume || (st = hsc_ckpt_read_i64(ck, "/data", 2, cursor, err)) == HSC_OK)) {
         info[0] = 1;
         info[2] = cursor[0];
         info[3] = cursor[1];
-        hsc_log(HSC_LOG_INFO, "resuming from %s (step %lld)", hsc_ckpt_path(ck), (long long)info[1]);
+        hsc_log(HSC_LOG_INFO, "%s %s (step %lld)", resume ? "resuming from" : "loading", hsc_ckpt_path(ck),
+                (long long)info[1]);
         int64_t ranks = 0;
-        if (hsc_ckpt_get_int(ck, "world_size", &ranks, err) == HSC_OK && ranks != s->size)
+        if (resume && hsc_ckpt_get_int(ck, "world_size", &ranks, err) == HSC_OK && ranks != s->size)
           hsc_log(HSC_LOG_INFO,
                   "the checkpoint was written by %lld ranks, this run has %d: the same samples and paths "
                   "follow, the sums run in another order (not bit-identical to continuing on %lld)",
@@ -328,15 +406,17 @@ static hsc_status load_checkpoint(session *s, const ckpt_target *tg, resume_poin
     if (info[0]) {
       if (!w) {
         w = hsc_xmalloc(pt->total * sizeof(float));
-        m = hsc_xmalloc(pt->total * sizeof(float));
+        if (resume) m = hsc_xmalloc(pt->total * sizeof(float));
         bn = hsc_xmalloc(stt->total * sizeof(float));
       }
       HSC_CHECK_MPI(MPI_Bcast(w, (int)pt->total, MPI_FLOAT, 0, s->comm));
-      HSC_CHECK_MPI(MPI_Bcast(m, (int)pt->total, MPI_FLOAT, 0, s->comm));
+      if (resume) HSC_CHECK_MPI(MPI_Bcast(m, (int)pt->total, MPI_FLOAT, 0, s->comm));
       HSC_CHECK_MPI(MPI_Bcast(bn, (int)stt->total, MPI_FLOAT, 0, s->comm));
-      s->be->upload(s->ctx, hsc_supernet_weights(s->net), w, pt->total * sizeof(float));
-      s->be->upload(s->ctx, hsc_supernet_momentum(s->net), m, pt->total * sizeof(float));
-      s->be->upload(s->ctx, hsc_supernet_stats(s->net), bn, stt->total * sizeof(float));
+      if (s->net) {
+        s->be->upload(s->ctx, hsc_supernet_weights(s->net), w, pt->total * sizeof(float));
+        if (resume) s->be->upload(s->ctx, hsc_supernet_momentum(s->net), m, pt->total * sizeof(float));
+        s->be->upload(s->ctx, hsc_supernet_stats(s->net), bn, stt->total * sizeof(float));
+      }
     }
     *found = (int)info[0];
     rp->step = info[1];
@@ -369,9 +449,18 @@ typedef struct {
                    .schedule = (sec).lr_schedule,      \
                    .nesterov = (sec).nesterov})
 
-/* The loop shared by supernet training and retraining. */
-static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *fixed,
-                             const schedule_opts *so, int resume, hsc_train_result *res, hsc_error *err) {
+/* Which path step t trains, and where a run without a checkpoint of its own phase starts. All zero: supernet
+ * training (uniform paths over the whole space, fresh weights). */
+typedef struct {
+  const hsc_arch *fixed;      /* retrain: always this architecture */
+  const hsc_space_mask *mask; /* else a uniform path within it (NULL: the whole space), drawn from */
+  uint64_t path_base;         /* (run.seed, HSC_RNG_PATH, path_base + t) */
+  const ckpt_target *init;    /* start from this phase's final checkpoint (weights, BN; momentum 0) */
+} loop_opts;
+
+/* The loop shared by supernet training, fine-tuning and retraining. */
+static hsc_status train_loop(session *s, const ckpt_target *tg, const loop_opts *lp, const schedule_opts *so,
+                             int resume, hsc_train_result *res, hsc_error *err) {
   const hsc_config *cfg = s->cfg;
   hsc_status st;
   memset(res, 0, sizeof *res);
@@ -394,7 +483,7 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
 
   resume_point rp = {0};
   int found = 0;
-  if ((st = load_checkpoint(s, tg, &rp, &found, err)) != HSC_OK) goto done;
+  if ((st = load_checkpoint(s, tg, LOAD_RESUME, &rp, &found, err)) != HSC_OK) goto done;
   if (found && !resume) {
     st =
         hsc_error_set(err, HSC_ERR_INPUT,
@@ -402,7 +491,17 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
                       tg->dir, tg->phase);
     goto done;
   }
-  if (!found) hsc_supernet_init_weights(s->net, (uint64_t)cfg->run.seed);
+  if (!found && lp->init) {
+    /* The network is fresh: its momentum is 0. */
+    resume_point ip;
+    int have = 0;
+    if ((st = load_checkpoint(s, lp->init, LOAD_FINAL, &ip, &have, err)) == HSC_OK && !have)
+      st = hsc_error_set(err, HSC_ERR_INPUT, "%s holds no %s checkpoint to start %s from", lp->init->dir,
+                         lp->init->phase, tg->phase);
+    if (st != HSC_OK) goto done;
+  } else if (!found) {
+    hsc_supernet_init_weights(s->net, (uint64_t)cfg->run.seed);
+  }
   int64_t t = found ? rp.step : 0;
   if (found) hsc_loader_seek(loader, rp.cur);
   res->total_steps = total;
@@ -419,7 +518,7 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
   const size_t img = (size_t)sp->in_c * sp->in_h * sp->in_w;
   float *x = hsc_xmalloc((size_t)local_batch * img * sizeof(float));
   int32_t *y = hsc_xmalloc((size_t)local_batch * sizeof(int32_t));
-  if (cfg->supernet.sync_bn && s->size > 1 && !fixed) hsc_supernet_set_sync(s->net, s->comm);
+  if (cfg->supernet.sync_bn && s->size > 1 && !lp->fixed) hsc_supernet_set_sync(s->net, s->comm);
 
   FILE *csv = NULL;
   if (s->rank == 0) {
@@ -458,12 +557,12 @@ static hsc_status train_loop(session *s, const ckpt_target *tg, const hsc_arch *
       break;
     }
     hsc_arch a;
-    if (fixed) {
-      a = *fixed;
+    if (lp->fixed) {
+      a = *lp->fixed;
     } else {
       hsc_rng r;
-      hsc_rng_init(&r, (uint64_t)cfg->run.seed, HSC_RNG_PATH, (uint64_t)t);
-      hsc_arch_sample(sp, NULL, &r, &a);
+      hsc_rng_init(&r, (uint64_t)cfg->run.seed, HSC_RNG_PATH, lp->path_base + (uint64_t)t);
+      hsc_arch_sample(sp, lp->mask, &r, &a);
     }
     hsc_loader_next(loader, x, y, &at);
     hsc_supernet_load_batch(s->net, local_batch, x, y);
@@ -555,6 +654,58 @@ static void evaluate(session *s, const hsc_arch *a, const hsc_dataset *ds, const
   free(x), free(y);
 }
 
+/* The evaluation service of the search: an evaluating session whose network takes checkpoints of any phase
+ * of RUN_DIR/checkpoints; hsc_eval_supernet is this with the "supernet" phase. */
+struct hsc_evaluator {
+  hsc_config cfg; /* a copy: the session points to it */
+  session s;
+  char dir[HSC_CFG_PATH + 32]; /* RUN_DIR/checkpoints */
+};
+
+hsc_status hsc_evaluator_open(hsc_evaluator **ev, const hsc_config *cfg, MPI_Comm comm, int with_net,
+                              hsc_error *err) {
+  *ev = NULL;
+  hsc_evaluator *e = hsc_xcalloc(1, sizeof *e);
+  e->cfg = *cfg;
+  snprintf(e->dir, sizeof e->dir, "%s/checkpoints", cfg->run.dir);
+  const session_opts so = {.evaluating = 1, .no_net = !with_net};
+  hsc_status st = session_open(&e->s, &e->cfg, comm, &so, err);
+  if (st == HSC_OK && e->s.val.n == 0) {
+    session_close(&e->s);
+    st = hsc_error_set(err, HSC_ERR_INPUT, "data.val_size is 0: there is no validation split to evaluate on");
+  }
+  if (st != HSC_OK) {
+    free(e);
+    return st;
+  }
+  *ev = e;
+  return HSC_OK;
+}
+
+hsc_status hsc_evaluator_load(hsc_evaluator *ev, const char *phase, hsc_error *err) {
+  const ckpt_target tg = {.dir = ev->dir, .phase = phase};
+  resume_point rp;
+  int found = 0;
+  hsc_status st = load_checkpoint(&ev->s, &tg, 0, &rp, &found, err);
+  if (st == HSC_OK && !found)
+    st = hsc_error_set(err, HSC_ERR_INPUT, "%s holds no %s checkpoint%s", ev->dir, phase,
+                       !strcmp(phase, "supernet") ? ": run 'hsconas train' first" : "");
+  return st;
+}
+
+void hsc_evaluator_eval(hsc_evaluator *ev, const hsc_arch *a, hsc_eval_result *out) {
+  session *s = &ev->s;
+  assert(s->net && hsc_arch_valid(&s->space, NULL, a));
+  evaluate(s, a, &s->train, &s->val, s->cfg->eval.val_images, 1, (float)s->cfg->supernet.label_smoothing,
+           out);
+}
+
+void hsc_evaluator_close(hsc_evaluator *ev) {
+  if (!ev) return;
+  session_close(&ev->s);
+  free(ev);
+}
+
 /* Creates dir (and its parents) and writes the effective configuration to config_dir/config.yaml. */
 static hsc_status run_dir_prepare(const hsc_config *cfg, MPI_Comm comm, const char *dir,
                                   const char *config_dir, hsc_error *err) {
@@ -584,39 +735,54 @@ hsc_status hsc_train_supernet(const hsc_config *cfg, MPI_Comm comm, int resume, 
   hsc_status st = run_dir_prepare(cfg, comm, dir, cfg->run.dir, err);
   if (st != HSC_OK) return st;
   session s;
-  if ((st = session_open(&s, cfg, comm, NULL, 0, 0, 0, err)) != HSC_OK) return st;
+  if ((st = session_open(&s, cfg, comm, &(session_opts){0}, err)) != HSC_OK) return st;
   hsc_signals_install();
-  ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
+  ckpt_target tg = {.dir = dir, .phase = "supernet"};
   const schedule_opts so = SCHEDULE_FROM(cfg->supernet);
-  st = train_loop(&s, &tg, NULL, &so, resume, res, err);
+  st = train_loop(&s, &tg, &(loop_opts){0}, &so, resume, res, err);
+  session_close(&s);
+  return st;
+}
+
+/* The phase's schedule is supernet.* with the given epochs and peak learning rate, no warm-up, and no
+ * supernet.max_steps cap (the cap belongs to the supernet's own training). */
+hsc_status hsc_finetune_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_space_mask *mask, int stage,
+                                 const char *from_phase, const char *phase, int epochs, double lr,
+                                 hsc_train_result *res, hsc_error *err) {
+  assert(mask && stage >= 0 && epochs >= 0 && lr > 0.0 && strcmp(from_phase, phase) != 0);
+  memset(res, 0, sizeof *res);
+  if (epochs == 0) return HSC_OK; /* nothing to train: the caller goes on with from_phase */
+  char dir[HSC_CFG_PATH + 32];
+  snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+  session s;
+  hsc_status st = session_open(&s, cfg, comm, &(session_opts){0}, err);
+  if (st != HSC_OK) return st;
+  hsc_signals_install();
+  const ckpt_target tg = {.dir = dir, .phase = phase, .mask = mask, .stage = stage};
+  const ckpt_target from = {.dir = dir, .phase = from_phase};
+  schedule_opts so = SCHEDULE_FROM(cfg->supernet);
+  so.epochs = epochs;
+  so.max_steps = 0;
+  so.warmup = 0;
+  so.lr = lr;
+  const loop_opts lp = {.mask = mask, .path_base = (uint64_t)(stage + 1) << 40, .init = &from};
+  st = train_loop(&s, &tg, &lp, &so, 1, res, err);
   session_close(&s);
   return st;
 }
 
 hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *archs, int narchs,
                              hsc_eval_result *out, hsc_error *err) {
-  char dir[HSC_CFG_PATH + 32];
-  snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
-  session s;
-  hsc_status st = session_open(&s, cfg, comm, NULL, 0, 0, 1, err);
+  hsc_evaluator *ev = NULL;
+  hsc_status st = hsc_evaluator_open(&ev, cfg, comm, 1, err);
   if (st != HSC_OK) return st;
-  ckpt_target tg = {.dir = dir, .phase = "supernet", .arch_text = NULL};
-  resume_point rp;
-  int found = 0;
-  if (s.val.n == 0) {
-    session_close(&s);
-    return hsc_error_set(err, HSC_ERR_INPUT,
-                         "data.val_size is 0: there is no validation split to evaluate on");
-  }
-  if ((st = load_checkpoint(&s, &tg, &rp, &found, err)) == HSC_OK && !found)
-    st = hsc_error_set(err, HSC_ERR_INPUT, "%s holds no supernet checkpoint: run 'hsconas train' first", dir);
-  if (st == HSC_OK) {
+  if ((st = hsc_evaluator_load(ev, "supernet", err)) == HSC_OK) {
     /* Architecture i on rank i mod size; results gathered by a sum over zero-initialised slots. */
+    const int rank = ev->s.rank, size = ev->s.size;
     double *r = hsc_xcalloc((size_t)narchs * 4, sizeof(double));
-    for (int i = s.rank; i < narchs; i += s.size) {
+    for (int i = rank; i < narchs; i += size) {
       hsc_eval_result e;
-      evaluate(&s, &archs[i], &s.train, &s.val, cfg->eval.val_images, 1, (float)cfg->supernet.label_smoothing,
-               &e);
+      hsc_evaluator_eval(ev, &archs[i], &e);
       r[4 * i] = e.loss, r[4 * i + 1] = e.top1, r[4 * i + 2] = e.top5, r[4 * i + 3] = e.images;
     }
     HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, r, 4 * narchs, MPI_DOUBLE, MPI_SUM, comm));
@@ -625,7 +791,7 @@ hsc_status hsc_eval_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_arc
           .loss = r[4 * i], .top1 = r[4 * i + 1], .top5 = r[4 * i + 2], .images = (int)r[4 * i + 3]};
     free(r);
   }
-  session_close(&s);
+  hsc_evaluator_close(ev);
   return st;
 }
 
@@ -641,13 +807,14 @@ hsc_status hsc_retrain(const hsc_config *cfg, MPI_Comm comm, const hsc_arch *arc
            (unsigned long long)hsc_arch_hash(&space, arch));
   if ((st = run_dir_prepare(cfg, comm, dir, dir, err)) != HSC_OK) return st;
   session s;
-  if ((st = session_open(&s, cfg, comm, arch, 1, 1, 0, err)) != HSC_OK) return st;
+  const session_opts o = {.fixed = arch, .need_test = 1, .whole_train = 1};
+  if ((st = session_open(&s, cfg, comm, &o, err)) != HSC_OK) return st;
   hsc_signals_install();
   ckpt_target tg = {.dir = dir, .phase = "retrain", .arch_text = text};
   const schedule_opts so = SCHEDULE_FROM(cfg->retrain);
   hsc_log(HSC_LOG_INFO, "retrain %s (%lld MFLOPs, %lld params)", text,
           (long long)(hsc_arch_flops(&space, arch) / 1000000), (long long)hsc_arch_params(&space, arch));
-  st = train_loop(&s, &tg, arch, &so, resume, res, err);
+  st = train_loop(&s, &tg, &(loop_opts){.fixed = arch}, &so, resume, res, err);
   if (st == HSC_OK) {
     hsc_subset all;
     hsc_subset_all(s.test.n, &all);

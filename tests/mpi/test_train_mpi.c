@@ -1,4 +1,5 @@
-/* Data-parallel training is the single-process computation it claims to be. Run under mpirun -np R.
+/* Data-parallel training is the single-process computation it claims to be, and the search's evaluation
+ * service gives every rank the numbers one process computes. Run under mpirun -np R.
  *
  * With sync BN (statistics all-reduced), R ranks with B / R images each take the same steps as one process
  * with the whole batch B. Without it (per-rank BN, as SPOS trains), the R-rank step equals one process
@@ -14,6 +15,7 @@
 #include "hsconas/rng.h"
 #include "hsconas/space.h"
 #include "hsconas/supernet.h"
+#include "hsconas/train.h"
 
 enum { PER_RANK = 4, STEPS = 3 };
 
@@ -215,12 +217,95 @@ static void t_device_collectives(hsc_test *t) {
   dp_free(&c);
 }
 
+/* ---- the evaluation service (tu_tiny_run, trained on all ranks) ---- */
+
+/* One rank's evaluation as 4 doubles (loss, top1, top5, images), gathered from every rank into all [4 R]. */
+static void gather_eval(const hsc_eval_result *e, double *all) {
+  const double mine[4] = {e->loss, e->top1, e->top5, e->images};
+  HSC_CHECK_MPI(MPI_Allgather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, MPI_COMM_WORLD));
+}
+
+/* The search master holds no network (with_net 0 on rank 0) but takes part in the collective reads; the
+ * workers evaluating the same architecture get the same numbers, bit for bit, as one process alone, for the
+ * supernet and for a fine-tuned phase. */
+static void t_evaluator_without_net_on_master(hsc_test *t) {
+  int rank, size;
+  HSC_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  HSC_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  T_REQUIRE(t, size >= 3 && size <= 16);
+  char tmp[64] = "";
+  int ok = rank != 0 || tu_tmpdir(t, "train_mpi", tmp, sizeof tmp);
+  HSC_CHECK_MPI(MPI_Bcast(tmp, (int)sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD));
+  hsc_config cfg;
+  hsc_space sp;
+  hsc_arch arch;
+  hsc_error err = {0};
+  ok = ok && tu_tiny_run(t, tmp, rank == 0, &cfg, &sp) &&
+       hsc_arch_parse(&sp, "shuffle7:1.0,xception:0.5,shuffle5:1.5", &arch, &err) == HSC_OK;
+  HSC_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  if (!ok) {
+    T_FAIL(t, "setup failed %s", err.msg);
+    goto out;
+  }
+  hsc_train_result res;
+  if (hsc_train_supernet(&cfg, MPI_COMM_WORLD, 0, &res, &err) != HSC_OK) {
+    T_FAIL(t, "%s", err.msg);
+    goto out;
+  }
+  hsc_space_mask mask;
+  hsc_space_mask_full(&sp, &mask);
+  for (int l = 0; l < sp.nblocks; l++) mask.op[l][HSC_OP_SHUFFLE3] = 0, mask.scale[l][0] = 0;
+  static const char *const phases[2] = {"supernet", "stage0"};
+  double prev_loss = 0.0;
+  for (int p = 0; p < 2; p++) {
+    if (p == 1 && hsc_finetune_supernet(&cfg, MPI_COMM_WORLD, &mask, 0, "supernet", "stage0", 1, 0.05, &res,
+                                        &err) != HSC_OK) {
+      T_FAIL(t, "%s", err.msg);
+      break;
+    }
+    hsc_evaluator *ev = NULL, *alone = NULL;
+    hsc_eval_result e = {0}, one = {0};
+    if (hsc_evaluator_open(&ev, &cfg, MPI_COMM_WORLD, rank != 0, &err) != HSC_OK ||
+        hsc_evaluator_load(ev, phases[p], &err) != HSC_OK) {
+      T_FAIL(t, "%s: %s", phases[p], err.msg);
+      hsc_evaluator_close(ev);
+      break;
+    }
+    if (rank != 0) hsc_evaluator_eval(ev, &arch, &e);
+    hsc_evaluator_close(ev);
+    /* One process alone: every rank on its own, from the same checkpoint. */
+    if (hsc_evaluator_open(&alone, &cfg, MPI_COMM_SELF, 1, &err) != HSC_OK ||
+        hsc_evaluator_load(alone, phases[p], &err) != HSC_OK)
+      T_FAIL(t, "%s alone: %s", phases[p], err.msg);
+    else
+      hsc_evaluator_eval(alone, &arch, &one);
+    hsc_evaluator_close(alone);
+    double all[4 * 16], alone_all[4 * 16];
+    gather_eval(&e, all);
+    gather_eval(&one, alone_all);
+    for (int r = 1; r < size; r++) {
+      if (memcmp(all + 4 * r, all + 4, 4 * sizeof(double)))
+        T_FAIL(t, "%s: rank %d's loss %.17g, rank 1's %.17g", phases[p], r, all[4 * r], all[4]);
+      if (memcmp(all + 4 * r, alone_all + 4 * r, 4 * sizeof(double)))
+        T_FAIL(t, "%s: rank %d's loss %.17g, alone %.17g", phases[p], r, all[4 * r], alone_all[4 * r]);
+    }
+    T_CHECK(t, !memcmp(alone_all, all + 4, 4 * sizeof(double))); /* the master alone: the same */
+    T_EQ_INT(t, one.images, 40);
+    T_CHECK(t, isfinite(one.loss) && one.loss != prev_loss); /* the fine-tuned phase was loaded */
+    prev_loss = one.loss;
+  }
+out:
+  HSC_CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD));
+  if (rank == 0 && tmp[0]) tu_rmtree(tmp);
+}
+
 int main(int argc, char **argv) {
   hsc_proc_init(&argc, &argv);
   static const hsc_test_case cases[] = {
       {"sync_bn_equals_whole_batch", t_sync_bn},
       {"per_rank_bn_equals_split_reference", t_per_rank_bn},
       {"device_collectives_equal_host_path", t_device_collectives},
+      {"evaluator_without_net_on_master", t_evaluator_without_net_on_master},
   };
   int rc = hsc_test_main("test_train_mpi", argc, argv, cases, (int)ARRAY_LEN(cases));
   hsc_proc_finalize();
