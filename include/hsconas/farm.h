@@ -16,6 +16,9 @@
  * signal (signals.h) says so with its next answer or while idle; the master's caller sees it through
  * hsc_farm_stop_requested and decides when to stop.
  *
+ * The farm's messages use tags 30571 and 30572 of the communicator, which the caller must not use for
+ * anything else while a farm or hsc_farm_serve is active on it.
+ *
  * Test hook: HSC_TEST_HANG_RANK=r makes worker rank r sleep HSC_TEST_HANG_S seconds (default 30) before
  * evaluating its (HSC_TEST_HANG_AFTER + 1)-th task (default: its first), as a hung device would. */
 #ifndef HSCONAS_FARM_H
@@ -66,7 +69,7 @@ typedef struct hsc_farm hsc_farm;
  * otherwise). Not collective. */
 hsc_farm *hsc_farm_create(MPI_Comm comm, double timeout_s, hsc_eval_fn fn, void *ctx);
 void hsc_farm_free(hsc_farm *f);
-/* Queues a task (copied). Tasks go out in the order they were queued. */
+/* Queues a task (copied). Tasks go out in the order they were queued, from the next hsc_farm_wait. */
 void hsc_farm_submit(hsc_farm *f, const hsc_task *t);
 /* Workers (or, with one rank, the master) that can take a task now: live workers with no task, minus the
  * tasks already queued. Steady-state evolution creates exactly this many candidates. */
@@ -83,10 +86,14 @@ int hsc_farm_stop_requested(const hsc_farm *f);
 /* Drops every queued task (in-flight ones still complete and are dropped when they arrive). */
 void hsc_farm_cancel(hsc_farm *f);
 /* Ends hsc_farm_serve on every live worker with HSC_FARM_RELEASED. Waits (sleeping) for in-flight tasks
- * first; their results are dropped. Abandoned workers are not waited for. */
+ * first; their results are dropped. Abandoned workers are not waited for, but are sent the release too (one
+ * that was only slow then joins the collective step; it is never given a task again). Queued tasks stay
+ * queued for the next hsc_farm_wait. */
 void hsc_farm_release(hsc_farm *f);
 /* Ends hsc_farm_serve on every worker with HSC_FARM_DONE and `status` (rank 0's outcome: HSC_OK,
- * HSC_ERR_STOPPED, or an error) in its *status. Abandoned workers are sent the shutdown too. */
+ * HSC_ERR_STOPPED, or an error) in its *status. Abandoned workers are sent the shutdown too. Drops queued
+ * tasks and waits (sleeping, within the timeout) for the live workers' in-flight tasks, whose results are
+ * dropped. The farm then takes no more calls but hsc_farm_get_stats and hsc_farm_free. */
 void hsc_farm_shutdown(hsc_farm *f, hsc_status status);
 void hsc_farm_get_stats(const hsc_farm *f, hsc_farm_stats *s);
 
