@@ -76,8 +76,8 @@ void hsc_evaluator_close(hsc_evaluator *ev);
  * (run.seed, HSC_RNG_PATH, ((stage + 1) << 40) + t), and checkpoints it as phase `phase` in
  * RUN_DIR/checkpoints (every checkpoint.every_steps, on a signal, and at the end with finished = 1), in the
  * supernet's format plus meta "stage" and the datasets /space/op_mask [nblocks, HSC_OP_COUNT] and
- * /space/scale_mask [nblocks, nscales] (uint8, 1 = allowed). The steps are epochs x batches per epoch
- * (supernet.max_steps does not cap them); momentum, Nesterov, weight decay and label smoothing are
+ * /space/scale_mask [nblocks, nscales] (uint8, 1 = allowed). The steps are epochs x batches per epoch,
+ * capped by shrink.finetune_max_steps when that is > 0 (supernet.max_steps does not cap them); momentum, Nesterov, weight decay and label smoothing are
  * supernet.*'s. Resumes from that phase's newest checkpoint when there is one (an error when it was written
  * for another stage or mask); returns at once when it is finished. epochs 0: nothing to train, nothing
  * written, HSC_OK with res->step 0 (the caller goes on with from_phase). Errors: from_phase has no

@@ -345,18 +345,15 @@ static int cmd_latency(const cli_args *a) {
 static void print_search(const hsc_config *cfg, const char *run_dir, const hsc_search_result *r) {
   if (hsc_proc()->rank != 0) return;
   printf("search: %d candidates evaluated, latency target %.4f ms\n", r->nhistory, r->target_ms);
-  if (r->best.arch.nblocks > 0) {
-    hsc_space space;
-    hsc_error err = {0};
-    char text[4096] = "";
-    if (cfg && hsc_space_init(&space, cfg, &err) == HSC_OK)
-      hsc_arch_format(&space, &r->best.arch, text, sizeof text);
+  if (cfg)
+    printf("        this run evaluated %d (resumed from a checkpoint holding %d)\n", r->evaluated,
+           r->resumed_from);
+  if (r->best.arch.nblocks > 0)
     printf(
         "best:   %s\n        validation top1 %.2f%% on the supernet, predicted latency %.4f ms, %.2f MFLOPs "
         "(hash %016llx)\n",
-        text, r->best.top1, r->best.latency_ms, (double)r->best.flops / 1e6,
+        r->best_text, r->best.top1, r->best.latency_ms, (double)r->best.flops / 1e6,
         (unsigned long long)r->best.hash);
-  }
   if (r->nfront) printf("front:  %d architectures in %s/front.csv\n", r->nfront, run_dir);
   printf("files:  %s/best.yaml, history.csv, summary.json\nplots:  %s/pareto.svg, %s/progress.svg\n", run_dir,
          run_dir, run_dir);

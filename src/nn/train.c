@@ -762,7 +762,7 @@ hsc_status hsc_finetune_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc
   const ckpt_target from = {.dir = dir, .phase = from_phase};
   schedule_opts so = SCHEDULE_FROM(cfg->supernet);
   so.epochs = epochs;
-  so.max_steps = 0;
+  so.max_steps = cfg->shrink.finetune_max_steps;
   so.warmup = 0;
   so.lr = lr;
   const loop_opts lp = {.mask = mask, .path_base = (uint64_t)(stage + 1) << 40, .init = &from};

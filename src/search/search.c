@@ -468,7 +468,7 @@ static hsc_status save_state(search_ctx *c, const dispatch_info *di, hsc_error *
         (st = hsc_ckpt_meta_str(ck, "search_step", step_names[s->step], err)) == HSC_OK &&
         (st = hsc_ckpt_meta_int(ck, "generation", s->generation, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_int(ck, "next_id", s->next_id, err)) == HSC_OK &&
-        (st = hsc_ckpt_meta_int(ck, "created", s->created, err)) == HSC_OK &&
+        (st = hsc_ckpt_meta_int(ck, "evo_created", s->created, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_int(ck, "history_rows", s->hist.n, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_int(ck, "population_rows", s->todo.n, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_int(ck, "dcs_records", s->gain.n, err)) == HSC_OK &&
@@ -511,7 +511,7 @@ static hsc_status load_state(hsc_ckpt *ck, const hsc_space *sp, search_state *s,
       (st = hsc_ckpt_get_str(ck, "search_step", step, sizeof step, err)) != HSC_OK ||
       (st = hsc_ckpt_get_int(ck, "generation", &v[1], err)) != HSC_OK ||
       (st = hsc_ckpt_get_int(ck, "next_id", &v[2], err)) != HSC_OK ||
-      (st = hsc_ckpt_get_int(ck, "created", &v[3], err)) != HSC_OK ||
+      (st = hsc_ckpt_get_int(ck, "evo_created", &v[3], err)) != HSC_OK ||
       (st = hsc_ckpt_get_int(ck, "history_rows", &v[4], err)) != HSC_OK ||
       (st = hsc_ckpt_get_int(ck, "population_rows", &v[5], err)) != HSC_OK ||
       (st = hsc_ckpt_get_int(ck, "dcs_records", &v[6], err)) != HSC_OK)
@@ -917,7 +917,9 @@ static hsc_status ctx_open(search_ctx *c, const hsc_config *cfg, MPI_Comm comm, 
   c->lm_hash = model_hash(c->lm, &c->space);
   c->target = hsc_search_target(cfg, &c->space, c->lm);
   c->nstages = cfg->shrink.stages;
-  const double floor_ms = hsc_mask_min_latency(&c->space, NULL, c->lm);
+  hsc_space_mask full;
+  hsc_space_mask_full(&c->space, &full);
+  const double floor_ms = hsc_mask_min_latency(&c->space, &full, c->lm);
   if (c->target < floor_ms)
     return hsc_error_set(err, HSC_ERR_INPUT,
                          "latency.target_ms %.4f ms is below the fastest architecture of the space (%.4f ms "
@@ -979,10 +981,7 @@ hsc_status hsc_search(const hsc_config *cfg, MPI_Comm comm, hsc_search_result *r
     action a;
     if (c.rank == 0) a = next_action(&c);
     HSC_CHECK_MPI(MPI_Bcast(&a, (int)sizeof a, MPI_BYTE, 0, comm));
-    if (a.kind == ACT_DONE) {
-      if (c.rank == 0) hsc_farm_shutdown(c.farm, HSC_OK);
-      break;
-    }
+    if (a.kind == ACT_DONE) break; /* the workers are out of hsc_farm_serve since the last release */
     if (a.kind == ACT_FINETUNE) {
       char from[32], phase[32];
       weights_phase(&c, a.stage, from, sizeof from);
