@@ -908,12 +908,8 @@ static hsc_status ctx_open(search_ctx *c, const hsc_config *cfg, MPI_Comm comm, 
   char path[HSC_CFG_PATH + 16];
   hsc_latency_model_path(cfg, path, sizeof path);
   c->lm = hsc_xcalloc(1, sizeof *c->lm);
-  if ((st = hsc_latency_load(c->lm, path, &c->space, cfg->latency.batch, NULL, comm, err)) != HSC_OK) {
-    if (strstr(err->msg, "No such file"))
-      hsc_error_set(err, st, "%s: no latency model: run 'hsconas profile' first (or set latency.model)",
-                    path);
-    return st;
-  }
+  /* The loader's message names the file and, when there is none, says to run 'hsconas profile'. */
+  if ((st = hsc_latency_load(c->lm, path, &c->space, cfg->latency.batch, NULL, comm, err)) != HSC_OK) return st;
   c->lm_hash = model_hash(c->lm, &c->space);
   c->target = hsc_search_target(cfg, &c->space, c->lm);
   c->nstages = cfg->shrink.stages;
