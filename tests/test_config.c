@@ -231,7 +231,8 @@ static void t_defaults(hsc_test *t) {
   T_CFG_EQUAL(t, &c, &d);
 }
 
-/* configs/fmnist.yaml is the defaults except for the supernet warm-up. */
+/* configs/fmnist.yaml is the defaults except for the supernet warm-up and what sizes the pipeline for 15
+ * minutes on 2 cores (batch, epochs, evaluation, shrinking, evolution). */
 static void t_fmnist_yaml(hsc_test *t) {
   hsc_config c, want;
   hsc_error err = {0};
@@ -240,8 +241,19 @@ static void t_fmnist_yaml(hsc_test *t) {
   T_REQUIRE(t, st == HSC_OK);
   hsc_config_defaults(&want);
   want.supernet.warmup_steps = 200;
+  want.data.batch_size = 120;
+  want.supernet.epochs = 5;
+  want.eval.recal_batches = 2;
+  want.eval.val_images = 1000;
+  want.shrink.stages = 1;
+  want.shrink.samples = 40;
+  want.evolution.population = 20;
+  want.evolution.generations = 10;
+  want.evolution.topk = 5;
+  want.evolution.mutations = 8;
+  want.evolution.crossovers = 8;
   T_CFG_EQUAL(t, &c, &want);
-  T_EQ_INT(t, c.data.batch_size, 128);
+  T_EQ_INT(t, c.data.batch_size, 120);
   T_EQ_INT(t, c.supernet.warmup_steps, 200);
   T_CHECK(t, c.supernet.weight_decay == 4e-5);
   T_EQ_INT(t, c.retrain.nesterov, 1);

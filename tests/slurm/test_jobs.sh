@@ -25,7 +25,7 @@ finish() {
 }
 cluster=$here/tests/slurm/cluster.sh
 cases=(train-1-node inspect train-2-nodes preempt-usr1 preempt-requeue preempt-mpirun pipeline-cancels failure-bounded
-  pipeline-profile-train array-targets)
+  pipeline-profile-train-search array-targets)
 
 if ! reason=$("$cluster" check); then
   for c in "${cases[@]}"; do skip "$c" "no Slurm cluster can start here: $reason"; done
@@ -203,26 +203,65 @@ expect_job failure-bounded "$jf" FAILED 1:0 1
 [ "$(grep -c 'requeued: failure' "$work/fail/slurm-requeues.log" 2>/dev/null)" = 1 ] &&
   pass "failure-bounded: one requeue logged" || fail "failure-bounded: one requeue logged"
 
-# 5. Phases that need commands this build may not have yet.
-if "$bin" help 2>&1 | grep -qE '^  profile '; then
-  out=$(HSC_PHASES="profile train" HSC_SBATCH_ARGS="-o $work/pp-%x-%j.out" \
-    "$here/jobs/pipeline.sh" "$cfg" --set run.dir="$work/pp" 2>"$work/pp.err")
-  jp=$(awk '$1 == "profile" {print $2}' <<<"$out") jt=$(awk '$1 == "train" {print $2}' <<<"$out")
+# 5. The whole pipeline, profile -> train -> search, chained by pipeline.sh (a short profile and search).
+searchset=(--set latency.fit_archs=8 --set latency.holdout_archs=4 --set latency.repeats=2 --set latency.warmup=1
+  --set latency.min_sample_ms=0.1 --set shrink.stages=1 --set shrink.samples=6 --set shrink.finetune_epochs=1
+  --set shrink.finetune_max_steps=10 --set evolution.population=6 --set evolution.generations=2
+  --set evolution.topk=2 --set evolution.mutations=2 --set evolution.crossovers=2 --set dist.threads=1)
+out=$(HSC_SBATCH_ARGS="-o $work/pp-%x-%j.out" HSC_SBATCH_SEARCH="-N2 -n3" \
+  "$here/jobs/pipeline.sh" "$cfg" --set run.dir="$work/pp" "${searchset[@]}" 2>"$work/pp.err")
+jp=$(awk '$1 == "profile" {print $2}' <<<"$out") jt=$(awk '$1 == "train" {print $2}' <<<"$out")
+js=$(awk '$1 == "search" {print $2}' <<<"$out")
+if [ -n "$jp" ] && [ -n "$jt" ] && [ -n "$js" ]; then
   wait_job "$jp" 300
   wait_job "$jt" 120
-  expect_job pipeline-profile-train "$jt" COMPLETED 0:0
+  wait_job "$js" 300
+  expect_job pipeline-profile-train-search "$js" COMPLETED 0:0
   s1=$(date -d "$(job_field "$jp" EndTime)" +%s 2>/dev/null || echo 0)
   s2=$(date -d "$(job_field "$jt" StartTime)" +%s 2>/dev/null || echo 0)
-  [ "$(job_field "$jp" JobState)" = COMPLETED ] && [ "$s2" -ge "$s1" ] &&
-    pass "pipeline-profile-train: train starts after profile ends" ||
-    fail "pipeline-profile-train: train starts after profile ends" "profile $(job_field "$jp" JobState)"
+  s3=$(date -d "$(job_field "$jt" EndTime)" +%s 2>/dev/null || echo 0)
+  s4=$(date -d "$(job_field "$js" StartTime)" +%s 2>/dev/null || echo 0)
+  [ "$(job_field "$jp" JobState)" = COMPLETED ] && [ "$(job_field "$jt" JobState)" = COMPLETED ] &&
+    [ "$s2" -ge "$s1" ] && [ "$s4" -ge "$s3" ] &&
+    pass "pipeline: each phase starts after the one before it ends" ||
+    fail "pipeline: each phase starts after the one before it ends" "profile $(job_field "$jp" JobState), train $(job_field "$jt" JobState)"
+  [ -s "$work/pp/best.yaml" ] && [ -s "$work/pp/summary.json" ] && [ -s "$work/pp/pareto.svg" ] &&
+    pass "pipeline: the search wrote best.yaml, summary.json and the plots" ||
+    fail "pipeline: the search wrote best.yaml, summary.json and the plots"
 else
-  skip pipeline-profile-train "'hsconas help' lists no 'profile' command in this build"
+  fail pipeline-profile-train-search "pipeline.sh printed no job ids: $out $(cat "$work/pp.err")"
 fi
-if "$bin" help 2>&1 | grep -qE '^  search '; then
-  fail array-targets "'hsconas search' exists now: write this test (jobs/search-array.sbatch, docs/slurm.md)"
+
+# 6. An array job of two latency targets searching one trained supernet (the pipeline's): each task
+#    searches under its own target in RUN_DIR/targets/<T>ms, side by side.
+if [ -s "$work/pp/latency.yaml" ]; then
+  read -r t1 t2 < <("$bin" latency "$cfg" --set run.dir="$work/pp" --random 40 2>/dev/null |
+    grep -E '^[0-9a-f]{16} ' | awk '{print $2}' | sort -g | awk '{v[NR] = $1} END {printf "%.4f %.4f\n", v[int(NR * 0.3)], v[int(NR * 0.8)]}')
+  ja=$(HSC_TARGETS="$t1,$t2" submit array-targets -N1 -n2 --array=0-1 "$here/jobs/search-array.sbatch" "$cfg" \
+    --set run.dir="$work/pp" "${searchset[@]}")
+  wait_job "$ja" 300
+  ok=1
+  for i in 0 1; do
+    st=$(scontrol show job "${ja}_$i" 2>/dev/null | grep -oE 'JobState=[A-Z]+' | head -n 1)
+    [ "$st" = JobState=COMPLETED ] || ok=0
+  done
+  [ $ok = 1 ] && pass "array-targets: both tasks completed" || fail "array-targets: both tasks completed" \
+    "$(scontrol show job "$ja" 2>&1 | grep -E 'JobState|ArrayTaskId' | tr '\n' ' ')"
+  /usr/bin/python3 - "$work/pp/targets" "$t1" "$t2" >"$work/array.txt" 2>&1 <<'PY'
+import json, sys
+d, targets = sys.argv[1], [float(t) for t in sys.argv[2:]]
+best = []
+for t in sys.argv[2:]:
+    s = json.load(open("%s/%sms/summary.json" % (d, t)))
+    assert abs(s["target_ms"] - float(t)) < 1e-9, (t, s["target_ms"])
+    assert s["best"]["latency_ms"] <= float(t), (t, s["best"])
+    best.append(s["best"]["latency_ms"])
+print("targets", targets, "best latencies", best)
+PY
+  [ $? -eq 0 ] && pass "array-targets: each target's search stays under it, results side by side" ||
+    { fail "array-targets: each target's search stays under it, results side by side"; sed 's/^/    | /' "$work/array.txt"; }
 else
-  skip array-targets "'hsconas help' lists no 'search' command in this build"
+  fail array-targets "no latency model from the pipeline's profile phase"
 fi
 
 echo "    (all Slurm cases: $(($(date +%s) - t_start)) s)"
