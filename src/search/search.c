@@ -748,12 +748,15 @@ static hsc_status run_evaluations(search_ctx *c, int steady, hsc_error *err) {
     if (hsc_farm_pending(c->farm) == 0) break;
     hsc_status fst;
     const int n = hsc_farm_wait(c->farm, res, MAXR, &fst);
-    if (fst != HSC_OK)
+    if (fst != HSC_OK) {
+      hsc_status cst = checkpoint_now(c, err);
+      if (cst != HSC_OK) return cst;
       return hsc_error_set(
           err, fst,
           "every worker exceeded dist.eval_timeout_s (%g s) and was abandoned; %d candidates "
           "left unevaluated (the search checkpoint holds every finished one)",
           cfg->dist.eval_timeout_s, hsc_farm_pending(c->farm));
+    }
     for (int i = 0; i < n; i++) take_result(c, &res[i]);
     if (cfg->checkpoint.every_evals > 0 &&
         c->st.hist.n - c->st.evals_at_ckpt >= cfg->checkpoint.every_evals) {
@@ -909,7 +912,8 @@ static hsc_status ctx_open(search_ctx *c, const hsc_config *cfg, MPI_Comm comm, 
   hsc_latency_model_path(cfg, path, sizeof path);
   c->lm = hsc_xcalloc(1, sizeof *c->lm);
   /* The loader's message names the file and, when there is none, says to run 'hsconas profile'. */
-  if ((st = hsc_latency_load(c->lm, path, &c->space, cfg->latency.batch, NULL, comm, err)) != HSC_OK) return st;
+  if ((st = hsc_latency_load(c->lm, path, &c->space, cfg->latency.batch, NULL, comm, err)) != HSC_OK)
+    return st;
   c->lm_hash = model_hash(c->lm, &c->space);
   c->target = hsc_search_target(cfg, &c->space, c->lm);
   c->nstages = cfg->shrink.stages;
