@@ -13,7 +13,7 @@
 #   3. every architecture retrained with RETRAIN_EPOCHS (default 5) epochs on 2 ranks, test top-1;
 #   4. every architecture's latency measured with the profiling protocol;
 #   5. the table, also in OUT/results.md.
-# Run it on a quiet machine: step 4 measures latency.
+# Run it on a quiet machine: step 4 measures latency (HSC_RESULTS_NO_MEASURE=1 stops before it).
 set -euo pipefail
 build=${1:?usage: bench/results.sh BUILD OUT SUPERNET_CKPT LATENCY_MODEL [RETRAIN_EPOCHS]}
 out=${2:?OUT}
@@ -79,7 +79,9 @@ while read -r name arch; do
   fi
 done <"$archs"
 
-# Latency: measured with the profiling protocol, by one process with the model's thread count.
+# Latency: measured with the profiling protocol, by one process with the model's thread count, on a quiet
+# machine (HSC_RESULTS_NO_MEASURE=1 stops here, to measure later in a quiet moment).
+[ -z "${HSC_RESULTS_NO_MEASURE:-}" ] || { echo "stopping before the latency measurement"; exit 0; }
 meas=$out/measured.txt
 if [ ! -s "$meas" ]; then
   threads=$(awk '/^  threads:/ {print $2}' "$model")

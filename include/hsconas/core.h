@@ -109,5 +109,7 @@ hsc_status hsc_file_bcast(const char *path, const char *what, const char *hint, 
 
 /* Monotonic wall clock in seconds. */
 double hsc_now(void);
+/* CPU time consumed by the calling thread, in seconds (not advanced while it sleeps or waits for a core). */
+double hsc_thread_cpu(void);
 
 #endif

@@ -22,6 +22,13 @@ double hsc_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double hsc_thread_cpu(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    hsc_fatal("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static hsc_log_level parse_level(const char *s) {
   if (!s) return HSC_LOG_INFO;
   if (!strcmp(s, "error")) return HSC_LOG_ERROR;

@@ -178,9 +178,9 @@ struct hsc_farm {
   double span_since; /* start of the current busy span; < 0 when nothing is queued or in flight */
 };
 
-/* Wall time inside a public call minus the time slept in it goes to master_busy_s. */
+/* The master thread's CPU time inside a public call goes to master_busy_s (sleeping costs none). */
 typedef struct {
-  double t0, slept0;
+  double cpu0;
 } farm_call;
 
 static int live_busy(const hsc_farm *f) {
@@ -201,12 +201,12 @@ static void span_update(hsc_farm *f) {
 
 static farm_call call_begin(hsc_farm *f) {
   if (hsc_signals_pending()) f->stop = 1;
-  return (farm_call){.t0 = hsc_now(), .slept0 = f->slept};
+  return (farm_call){.cpu0 = hsc_thread_cpu()};
 }
 
 static void call_end(hsc_farm *f, farm_call c) {
   span_update(f);
-  f->st.master_busy_s += hsc_now() - c.t0 - (f->slept - c.slept0);
+  f->st.master_busy_s += hsc_thread_cpu() - c.cpu0;
 }
 
 static void master_nap(hsc_farm *f, long *ns) {
@@ -461,6 +461,7 @@ int hsc_farm_wait(hsc_farm *f, hsc_task_result *out, int max, hsc_status *st) {
   } else {
     long ns = NAP_MIN_NS;
     for (;;) {
+      const double cpu0 = hsc_thread_cpu();
       int progress = dispatch(f);
       progress += poll_replies(f, out, max, &n);
       progress += check_timeouts(f);
@@ -472,10 +473,12 @@ int hsc_farm_wait(hsc_farm *f, hsc_task_result *out, int max, hsc_status *st) {
         break;
       }
       if (hsc_signals_pending()) f->stop = 1;
-      if (progress)
+      if (progress) {
         ns = NAP_MIN_NS;
-      else
-        master_nap(f, &ns);
+      } else {
+        master_nap(f, &ns); /* the nap's system call and wake-up cost CPU too */
+        f->st.idle_cpu_s += hsc_thread_cpu() - cpu0;
+      }
     }
   }
   call_end(f, c);

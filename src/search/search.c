@@ -71,6 +71,7 @@ typedef struct {
   char ckdir[HSC_CFG_PATH + 32];
   hsc_evaluator *ev;
   hsc_farm *farm;
+  double master_cpu_s; /* CPU time of the master thread inside run_evaluations, this invocation */
   search_state st;
 } search_ctx;
 
@@ -437,6 +438,8 @@ static hsc_status read_records(hsc_ckpt *ck, const char *group, const hsc_space 
 typedef struct {
   hsc_farm_stats farm;
   int workers;
+  double
+      master_cpu_s; /* the master thread's CPU time in the evaluation loops (creation, DCS, results, farm) */
 } dispatch_info;
 
 /* Writes the master's state as RUN_DIR/checkpoints/search-<evaluations>.h5 (rank 0 only). */
@@ -486,6 +489,8 @@ static hsc_status save_state(search_ctx *c, const dispatch_info *di, hsc_error *
         (st = hsc_ckpt_meta_double(ck, "dispatch_master_busy_s", di->farm.master_busy_s, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_double(ck, "dispatch_worker_eval_s", di->farm.worker_eval_s, err)) == HSC_OK &&
         (st = hsc_ckpt_meta_double(ck, "dispatch_busy_span_s", di->farm.busy_span_s, err)) == HSC_OK &&
+        (st = hsc_ckpt_meta_double(ck, "dispatch_master_cpu_s", di->master_cpu_s, err)) == HSC_OK &&
+        (st = hsc_ckpt_meta_double(ck, "dispatch_idle_cpu_s", di->farm.idle_cpu_s, err)) == HSC_OK &&
         (st = write_records(ck, "/search/history", c, &s->hist, err)) == HSC_OK &&
         (st = write_records(ck, "/search/population", c, &s->todo, err)) == HSC_OK &&
         (st = hsc_ckpt_write_u8(ck, "/space/op_mask", 2, dop, opm, err)) == HSC_OK &&
@@ -678,6 +683,7 @@ static void eval_task(void *ctx, const hsc_task *t, hsc_task_result *r) {
 static void dispatch_now(const search_ctx *c, dispatch_info *di) {
   memset(di, 0, sizeof *di);
   di->workers = c->size > 1 ? c->size - 1 : 1;
+  di->master_cpu_s = c->master_cpu_s;
   if (c->farm) hsc_farm_get_stats(c->farm, &di->farm);
 }
 
@@ -718,7 +724,17 @@ static void submit_todo(search_ctx *c) {
 
 /* Evaluates every pending candidate (steady: keeps creating until the budget is spent). Checkpoints every
  * checkpoint.every_evals results; returns HSC_ERR_STOPPED after a checkpoint when a signal came. */
+static hsc_status run_evaluations_(search_ctx *c, int steady, hsc_error *err);
+
+/* The evaluation loop, its CPU time counted as the master's dispatch overhead. */
 static hsc_status run_evaluations(search_ctx *c, int steady, hsc_error *err) {
+  const double cpu0 = hsc_thread_cpu();
+  const hsc_status st = run_evaluations_(c, steady, err);
+  c->master_cpu_s += hsc_thread_cpu() - cpu0;
+  return st;
+}
+
+static hsc_status run_evaluations_(search_ctx *c, int steady, hsc_error *err) {
   const hsc_config *cfg = c->cfg;
   const int64_t budget = (int64_t)cfg->evolution.population * cfg->evolution.generations;
   enum { MAXR = 256 };
