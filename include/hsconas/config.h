@@ -197,6 +197,10 @@ hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error 
  * A file that cannot be read is HSC_ERR_IO naming the path; everything else wrong is HSC_ERR_INPUT. */
 hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
                            MPI_Comm comm, hsc_error *err);
+/* The same, with the checks that depend on the rank count (data.batch_size divisible by it) only when
+ * check_ranks is set: the search trains only when it fine-tunes, and checks that itself. */
+hsc_status hsc_config_load_ranks(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
+                                 MPI_Comm comm, int check_ranks, hsc_error *err);
 
 /* The effective configuration as YAML, every key with its value, in schema order (with help comments when
  * `comments`). Returns a malloc'd string. Parsing it back gives the same struct. */

@@ -116,13 +116,20 @@ static int report(const hsc_error *err) {
   return EXIT_ERROR;
 }
 
-static int load_config(const cli_args *a, hsc_config *cfg, hsc_error *err) {
+/* check_ranks 0: without the checks that depend on the rank count (for the search, which checks them
+ * itself when it trains). */
+static int load_config_ranks(const cli_args *a, hsc_config *cfg, int check_ranks, hsc_error *err) {
   if (!a->config) {
     if (hsc_proc()->rank == 0) fprintf(stderr, "hsconas: missing CONFIG (see 'hsconas help')\n");
     return EXIT_USAGE;
   }
-  if (hsc_config_load(cfg, a->config, a->sets, a->nsets, MPI_COMM_WORLD, err) != HSC_OK) return report(err);
+  if (hsc_config_load_ranks(cfg, a->config, a->sets, a->nsets, MPI_COMM_WORLD, check_ranks, err) != HSC_OK)
+    return report(err);
   return 0;
+}
+
+static int load_config(const cli_args *a, hsc_config *cfg, hsc_error *err) {
+  return load_config_ranks(a, cfg, 1, err);
 }
 
 /* The architectures named by --arch and --random, into archs [MAX_ARCHS]. */
@@ -367,7 +374,7 @@ static void print_search(const hsc_config *cfg, const char *run_dir, const hsc_s
 static int cmd_search(const cli_args *a) {
   hsc_config cfg;
   hsc_error err = {0};
-  int rc = load_config(a, &cfg, &err);
+  int rc = load_config_ranks(a, &cfg, 0, &err);
   if (rc) return rc;
   hsc_search_result res;
   if (hsc_search(&cfg, MPI_COMM_WORLD, &res, &err) != HSC_OK) return report(&err);

@@ -707,6 +707,11 @@ hsc_status hsc_config_validate(const hsc_config *cfg, int world_size, hsc_error 
 
 hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
                            MPI_Comm comm, hsc_error *err) {
+  return hsc_config_load_ranks(cfg, path, sets, nsets, comm, 1, err);
+}
+
+hsc_status hsc_config_load_ranks(hsc_config *cfg, const char *path, const char *const *sets, int nsets,
+                                 MPI_Comm comm, int check_ranks, hsc_error *err) {
   int size = 1;
   HSC_CHECK_MPI(MPI_Comm_size(comm, &size));
   hsc_config_defaults(cfg);
@@ -721,7 +726,7 @@ hsc_status hsc_config_load(hsc_config *cfg, const char *path, const char *const 
   }
   for (int i = 0; i < nsets; i++)
     if ((st = hsc_config_set(cfg, sets[i], err))) return st;
-  return hsc_config_validate(cfg, size, err);
+  return hsc_config_validate(cfg, check_ranks ? size : 0, err);
 }
 
 /* ---- output ---- */

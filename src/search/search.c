@@ -933,6 +933,12 @@ static hsc_status ctx_open(search_ctx *c, const hsc_config *cfg, MPI_Comm comm, 
   c->lm_hash = model_hash(c->lm, &c->space);
   c->target = hsc_search_target(cfg, &c->space, c->lm);
   c->nstages = cfg->shrink.stages;
+  if (c->nstages > 0 && cfg->shrink.finetune_epochs > 0 && cfg->data.batch_size % c->size != 0)
+    return hsc_error_set(err, HSC_ERR_INPUT,
+                         "data.batch_size %d must be divisible by the %d ranks for the fine-tuning between "
+                         "shrinking stages (shrink.finetune_epochs %d); use a multiple of %d, or "
+                         "shrink.finetune_epochs 0",
+                         cfg->data.batch_size, c->size, cfg->shrink.finetune_epochs, c->size);
   hsc_space_mask full;
   hsc_space_mask_full(&c->space, &full);
   const double floor_ms = hsc_mask_min_latency(&c->space, &full, c->lm);
