@@ -154,7 +154,8 @@ typedef struct {
 hsc_status hsc_search(const hsc_config *cfg, MPI_Comm comm, hsc_search_result *res, hsc_error *err);
 
 /* `hsconas report RUN_DIR`: from the newest search checkpoint of RUN_DIR (its config and history), writes
- * RUN_DIR/history.csv, best.yaml, summary.json, pareto.svg and progress.svg. Not collective (call it on
+ * RUN_DIR/history.csv, best.yaml (removed when nothing was evaluated), front.csv, summary.json, pareto.svg
+ * and progress.svg. Not collective (call it on
  * one rank). */
 hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_error *err);
 

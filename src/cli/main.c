@@ -29,7 +29,7 @@ static void usage(FILE *out) {
       "  train CONFIG [--resume]          train the supernet (data-parallel over the MPI ranks)\n"
       "  search CONFIG                    shrinking stages and evolution on the trained supernet (rank 0\n"
       "                                   the master, the other ranks workers; resumes by itself)\n"
-      "  report RUN_DIR                   rewrite history.csv, best.yaml, summary.json and the plots\n"
+      "  report RUN_DIR                   rewrite best.yaml, history.csv, front.csv, summary.json, plots\n"
       "  eval CONFIG --arch ARCH ...      accuracy of architectures on the trained supernet\n"
       "       CONFIG --random N           ... of N random architectures (from run.seed)\n"
       "  retrain CONFIG --arch ARCH [--resume]\n"

@@ -111,16 +111,22 @@ static hsc_status load(const char *run_dir, report_data *d, hsc_error *err) {
       (st = hsc_ckpt_get_int(ck, "history_rows", &n, err)) == HSC_OK &&
       (st = hsc_ckpt_get_int(ck, "stage", &stage, err)) == HSC_OK &&
       (st = hsc_ckpt_get_double(ck, "target_ms", &d->target, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_str(ck, "search_step", d->step, sizeof d->step, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_int(ck, "dispatch_workers", &d->workers, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_int(ck, "dispatch_completed", &d->completed, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_int(ck, "dispatch_redispatched", &d->redispatched, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_int(ck, "dispatch_dead_workers", &d->dead, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_double(ck, "dispatch_master_busy_s", &d->busy_s, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_double(ck, "dispatch_worker_eval_s", &d->eval_s, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_double(ck, "dispatch_busy_span_s", &d->span_s, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_double(ck, "dispatch_master_cpu_s", &d->cpu_s, err)) == HSC_OK &&
-      (st = hsc_ckpt_get_double(ck, "dispatch_idle_cpu_s", &d->idle_s, err)) == HSC_OK) {
+      (st = hsc_ckpt_get_str(ck, "search_step", d->step, sizeof d->step, err)) == HSC_OK) {
+    /* The dispatch statistics are informative: a checkpoint without them reports zeros. */
+    hsc_error ignore;
+    int64_t iv[4] = {0, 0, 0, 0};
+    double dv[5] = {0, 0, 0, 0, 0};
+    static const char *const ikeys[] = {"dispatch_workers", "dispatch_completed", "dispatch_redispatched",
+                                        "dispatch_dead_workers"};
+    static const char *const dkeys[] = {"dispatch_master_busy_s", "dispatch_worker_eval_s",
+                                        "dispatch_busy_span_s", "dispatch_master_cpu_s",
+                                        "dispatch_idle_cpu_s"};
+    for (int i = 0; i < 4; i++)
+      if (hsc_ckpt_get_int(ck, ikeys[i], &iv[i], &ignore) != HSC_OK) iv[i] = 0;
+    for (int i = 0; i < 5; i++)
+      if (hsc_ckpt_get_double(ck, dkeys[i], &dv[i], &ignore) != HSC_OK) dv[i] = 0;
+    d->workers = iv[0], d->completed = iv[1], d->redispatched = iv[2], d->dead = iv[3];
+    d->busy_s = dv[0], d->eval_s = dv[1], d->span_s = dv[2], d->cpu_s = dv[3], d->idle_s = dv[4];
     if (n < 0 || n > INT32_MAX / 2)
       st = hsc_error_set(err, HSC_ERR_INPUT, "%s: history_rows %lld is not a row count", d->ckpt,
                          (long long)n);
@@ -161,8 +167,13 @@ static hsc_status close_rename(FILE *f, const char *tmp, const char *path, hsc_e
 static void json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f);
-    fputc(*s, f);
+    const unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(f, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(f, "\\u%04x", ch);
+    else
+      fputc(ch, f);
   }
   fputc('"', f);
 }
@@ -240,6 +251,8 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
 
   /* best.yaml: readable by --arch "$(cat best.yaml)" */
   snprintf(path, sizeof path, "%s/best.yaml", run_dir);
+  if (st == HSC_OK && best < 0 && remove(path) != 0 && errno != ENOENT)
+    st = hsc_error_set(err, HSC_ERR_IO, "cannot remove the stale %s: %s", path, strerror(errno));
   if (st == HSC_OK && best >= 0 && (f = open_tmp(path, tmp, sizeof tmp, err)) == NULL) st = err->code;
   if (st == HSC_OK && best >= 0) {
     const hsc_record *r = &d.rec[best];

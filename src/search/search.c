@@ -301,7 +301,8 @@ static void create_generation(search_ctx *c) {
 }
 
 /* Steady-state evolution: one new candidate (random until a population has been created, then a mutation
- * or a crossover of the current top-k, alternately by a coin flip). Returns 0 when none was found. */
+ * or a crossover of the current top-k, drawn in the ratio evolution.mutations : evolution.crossovers; random
+ * when both are 0). Returns 0 when none was found. */
 static int create_steady(search_ctx *c, hsc_record *out) {
   const hsc_config *cfg = c->cfg;
   const int64_t j = c->st.created;
@@ -314,7 +315,11 @@ static int create_steady(search_ctx *c, hsc_record *out) {
   if (j >= cfg->evolution.population && nevo > 0) {
     np = hsc_select_topk(c->st.hist.v, idx, nevo, cfg->evolution.topk,
                          !strcmp(cfg->evolution.objective, "pareto"), parents);
-    kind = hsc_rng_below(&r, 2) ? HSC_CAND_CROSSOVER : HSC_CAND_MUTATION;
+    /* mutation or crossover in the ratio evolution.mutations : evolution.crossovers */
+    const int nm = cfg->evolution.mutations, nc = cfg->evolution.crossovers;
+    kind = nm + nc == 0                                       ? HSC_CAND_RANDOM
+           : (int)hsc_rng_below(&r, (uint32_t)(nm + nc)) < nm ? HSC_CAND_MUTATION
+                                                              : HSC_CAND_CROSSOVER;
   }
   hash_set seen;
   evo_seen(c, &seen);
