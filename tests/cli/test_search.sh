@@ -8,7 +8,8 @@
 #   - 2 and 4 ranks give the same history and best architecture (no fine-tuning);
 #   - a worker that hangs (test hook) is abandoned, its candidate re-sent, and the result is unchanged;
 #   - steady-state mode with the Pareto objective ends with a non-dominated front;
-#   - report rewrites identical outputs; bad inputs are refused with one message.
+#   - report rewrites identical outputs; `hsconas run` does profile -> train -> search and skips every phase
+#     when run again; bad inputs are refused with one message.
 source "$(dirname "$0")/lib.sh"
 cfg=tests/cli/tiny.yaml
 base="$work/base"
@@ -16,7 +17,14 @@ quick=(--set latency.fit_archs=6 --set latency.holdout_archs=0 --set latency.rep
   --set latency.min_sample_ms=0.1)
 # Evaluations on the 1000 validation images (slow enough for the kill tests to land mid-phase); one thread
 # per rank so that every rank computes the same numbers.
-common=(--set data.val_size=4000 --set eval.recal_batches=8 --set eval.val_images=0 --set dist.threads=1 --set shrink.samples=8 --set shrink.drop_ops=1
+# The sanitizer build (HSC_SANITIZED) is some 20 times slower: it evaluates on fewer images and leaves out
+# the cases that the release build covers with the same code (kill during shrinking, SIGUSR1, 2 vs 4 ranks,
+# steady Pareto, run).
+full=1
+[ -n "${HSC_SANITIZED:-}" ] && full=""
+images=(--set data.val_size=4000 --set eval.recal_batches=8)
+[ -n "$full" ] || images=(--set data.val_size=1000 --set eval.recal_batches=1)
+common=("${images[@]}" --set eval.val_images=0 --set dist.threads=1 --set shrink.samples=8 --set shrink.drop_ops=1
   --set shrink.drop_scales=1 --set evolution.population=8 --set evolution.generations=4 --set evolution.topk=3
   --set evolution.mutations=3 --set evolution.crossovers=3 --set latency.target_quantile=0.6)
 tuned=(--set shrink.stages=1 --set shrink.finetune_epochs=1 --set shrink.finetune_max_steps=12)
@@ -125,6 +133,7 @@ expect_status "resume after kill -9 (evolution)" 0 "$work/k1b.log" $?
 resumed "nothing evaluated twice (evolution)" "$work/k1b.log"
 same_history "resumed = uninterrupted (evolution)" "$k1" "$ref"
 
+if [ -n "$full" ]; then
 # kill -9 during the shrinking stage (its samples, before the fine-tuning)
 k2="$work/kill-shrink"
 fresh "$k2"
@@ -159,17 +168,25 @@ for np in 2 4; do
   expect_status "search on $np ranks" 0 "$work/np$np.log" $?
 done
 same_history "2 and 4 ranks: same history and best" "$work/np4" "$work/np2"
+else
+  echo "(sanitizer build: kill during shrinking, SIGUSR1, 2 vs 4 ranks, steady Pareto and run are left to the release build)"
+  untuned=(--set shrink.stages=1 --set shrink.finetune_epochs=0)
+fi
 
-# a hung worker: rank 2 sleeps 12 s before its third task; the master abandons it after 2 s
+# a hung worker: rank 2 sleeps 12 s before its third task; the master abandons it after 2 s (the sanitizer
+# build: 40 s and 15 s, far above its slowest evaluation)
+hang_s=12 timeout_s=2
+[ -n "$full" ] || { hang_s=40 timeout_s=15; }
 fresh "$work/hang"
-run "$work/hang.log" env HSC_TEST_HANG_RANK=2 HSC_TEST_HANG_AFTER=2 HSC_TEST_HANG_S=12 \
-  mpirun -np 4 "$bin" search $cfg --set run.dir="$work/hang" --set dist.eval_timeout_s=2 "${common[@]}" "${untuned[@]}"
+run "$work/hang.log" env HSC_TEST_HANG_RANK=2 HSC_TEST_HANG_AFTER=2 HSC_TEST_HANG_S=$hang_s \
+  mpirun -np 4 "$bin" search $cfg --set run.dir="$work/hang" --set dist.eval_timeout_s=$timeout_s "${common[@]}" "${untuned[@]}"
 expect_status "search completes with a hung worker" 0 "$work/hang.log" $?
 /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["dispatch"]
 assert d["redispatched"] >= 1 and d["dead_workers"] == 1, d' "$work/hang/summary.json" 2>"$work/hang.txt" &&
   pass "hung worker abandoned, its candidate re-sent" || { fail "hung worker abandoned"; cat "$work/hang.txt"; }
-same_history "hung worker: same history and best" "$work/hang" "$work/np2"
+[ -z "$full" ] || same_history "hung worker: same history and best" "$work/hang" "$work/np2"
 
+if [ -n "$full" ]; then
 # steady-state evolution with the Pareto objective
 fresh "$work/steady"
 run "$work/steady.log" mpirun -np 3 "$bin" search $cfg --set run.dir="$work/steady" "${common[@]}" \
@@ -188,6 +205,7 @@ assert 25 <= len(rows) <= 32, len(rows)
 print("front", len(got), "of", len(rows))
 EOF
 [ $? -eq 0 ] && pass "front.csv is the non-dominated set" || { fail "front.csv is the non-dominated set"; cat "$work/front.txt"; }
+fi
 
 # report rewrites the same files from the checkpoint
 mkdir -p "$work/before"
@@ -203,6 +221,20 @@ for f in history.csv best.yaml summary.json front.csv; do cmp -s "$ref/$f" "$wor
 run "$work/again.log" mpirun -np 2 "$bin" search $cfg --set run.dir="$ref" "${common[@]}" "${tuned[@]}"
 expect_status "finished search again" 0 "$work/again.log" $?
 expect_grep "nothing evaluated again" "this run evaluated 0 " "$work/again.log"
+
+# `hsconas run`: profile -> train -> search in one command; run again, every phase is skipped
+if [ -n "$full" ]; then
+whole=(--set run.dir="$work/whole" "${quick[@]}" "${common[@]}" --set shrink.stages=1 --set shrink.finetune_max_steps=6)
+run "$work/run1.log" mpirun -np 3 "$bin" run $cfg "${whole[@]}"
+expect_status "run: the whole pipeline on 3 ranks" 0 "$work/run1.log" $?
+[ -s "$work/whole/latency.yaml" ] && [ -s "$work/whole/best.yaml" ] && ls "$work/whole"/checkpoints/supernet-*.h5 >/dev/null 2>&1 &&
+  pass "run: model, supernet and search results written" || fail "run: model, supernet and search results written"
+run "$work/run2.log" mpirun -np 3 "$bin" run $cfg "${whole[@]}"
+expect_status "run again" 0 "$work/run2.log" $?
+grep -q "already holds the latency model" "$work/run2.log" && grep -q "already trained" "$work/run2.log" &&
+  grep -q "this run evaluated 0 " "$work/run2.log" && pass "run again: every phase skipped" ||
+  { fail "run again: every phase skipped"; tail -n 20 "$work/run2.log" | sed 's/^/    | /'; }
+fi
 
 # bad input
 expect_error "resume with another seed" 1 "search-[0-9]+\.h5: the search there used another run.seed" \
