@@ -124,7 +124,7 @@ EOF
 # kill -9 during the evolution, then the same command again
 k1="$work/kill-evo"
 fresh "$k1"
-kill_when "$k1" '[ "$(rows "$k1")" -ge 14 ]' "$work/k1a.log" "${common[@]}" "${tuned[@]}"
+kill_when "$k1" '[ "$(rows "$k1")" -ge 14 ]' "$work/k1a.log" "${common[@]}" "${tuned[@]}" 2>/dev/null
 n1=$(rows "$k1")
 [ "$n1" -ge 14 ] && [ "$n1" -lt "$nref" ] && pass "killed during the evolution ($n1 of $nref)" ||
   fail "killed during the evolution" "$n1 of $nref evaluations"
@@ -137,7 +137,7 @@ if [ -n "$full" ]; then
 # kill -9 during the shrinking stage (its samples, before the fine-tuning)
 k2="$work/kill-shrink"
 fresh "$k2"
-kill_when "$k2" '[ "$(rows "$k2")" -ge 3 ]' "$work/k2a.log" "${common[@]}" "${tuned[@]}"
+kill_when "$k2" '[ "$(rows "$k2")" -ge 3 ]' "$work/k2a.log" "${common[@]}" "${tuned[@]}" 2>/dev/null
 n2=$(rows "$k2")
 [ "$n2" -ge 3 ] && [ "$n2" -lt 8 ] && pass "killed during the shrinking stage ($n2 of 8 samples)" ||
   fail "killed during the shrinking stage" "$n2 evaluations"
