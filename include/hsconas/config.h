@@ -104,14 +104,14 @@ typedef struct {
     int parallel;                /* split profiling over ranks (only when each rank owns its device) */
   } latency;
   struct {
-    int stages;             /* shrinking stages before the evolution (0: no shrinking) */
-    int samples;            /* feasible architectures evaluated per stage (and for DCS with 0 stages) */
-    int drop_ops;           /* operators removed per block and stage */
-    int drop_scales;        /* channel scales removed per block and stage */
-    double latency_weight;  /* score = mean top1 - weight * choice latency share (percent points per %) */
-    int finetune_epochs;    /* supernet fine-tuning on the smaller space after each stage */
+    int stages;                 /* shrinking stages before the evolution (0: no shrinking) */
+    int samples;                /* feasible architectures evaluated per stage (and for DCS with 0 stages) */
+    int drop_ops;               /* operators removed per block and stage */
+    int drop_scales;            /* channel scales removed per block and stage */
+    double latency_weight;      /* score = mean top1 - weight * choice latency share (percent points per %) */
+    int finetune_epochs;        /* supernet fine-tuning on the smaller space after each stage */
     int64_t finetune_max_steps; /* cap on those steps (0: the epochs decide) */
-    double finetune_lr;     /* peak learning rate of that fine-tuning */
+    double finetune_lr;         /* peak learning rate of that fine-tuning */
   } shrink;
   struct {
     int enabled; /* dynamic channel scaling of every candidate to the latency target */

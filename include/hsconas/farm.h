@@ -52,16 +52,16 @@ typedef enum {
 } hsc_farm_exit;
 
 typedef struct {
-  int64_t dispatched;    /* tasks sent (re-sends included) */
-  int64_t completed;     /* results returned to the caller */
-  int64_t redispatched;  /* tasks sent again after a timeout */
-  int dead_workers;      /* workers abandoned after a timeout */
-  double master_busy_s;  /* master CPU time (its thread's) inside farm calls: sleeping and waiting for a
-                            core do not count */
-  double idle_cpu_s;     /* the part of it spent in polls that found nothing to do (the price of waiting
-                            without spinning: about one test per millisecond of waiting) */
-  double worker_eval_s;  /* sum of the evaluators' wall times over completed tasks */
-  double busy_span_s;    /* wall time during which at least one task was in flight or queued */
+  int64_t dispatched;   /* tasks sent (re-sends included) */
+  int64_t completed;    /* results returned to the caller */
+  int64_t redispatched; /* tasks sent again after a timeout */
+  int dead_workers;     /* workers abandoned after a timeout */
+  double master_busy_s; /* master CPU time (its thread's) inside farm calls: sleeping and waiting for a
+                           core do not count */
+  double idle_cpu_s;    /* the part of it spent in polls that found nothing to do (the price of waiting
+                           without spinning: about one test per millisecond of waiting) */
+  double worker_eval_s; /* sum of the evaluators' wall times over completed tasks */
+  double busy_span_s;   /* wall time during which at least one task was in flight or queued */
 } hsc_farm_stats;
 
 typedef struct hsc_farm hsc_farm;

@@ -33,9 +33,9 @@ typedef struct {
   int64_t id; /* candidate number, in order of creation: the same for every rank count */
   hsc_arch arch;
   uint64_t hash;
-  int stage;      /* shrinking stage 0 .. shrink.stages - 1, or shrink.stages for the evolution */
-  int generation; /* evolution generation (steady mode: id / population), -1 for samples */
-  int kind;       /* hsc_cand_kind */
+  int stage;               /* shrinking stage 0 .. shrink.stages - 1, or shrink.stages for the evolution */
+  int generation;          /* evolution generation (steady mode: id / population), -1 for samples */
+  int kind;                /* hsc_cand_kind */
   double top1, top5, loss; /* validation accuracies in %, mean loss */
   double latency_ms;       /* predicted by the latency model */
   int64_t flops;           /* multiply-accumulates (hsc_arch_flops) */
@@ -108,9 +108,9 @@ int hsc_select_topk(const hsc_record *rec, const int *idx, int n, int k, int par
 /* ---- progressive space shrinking (src/search/shrink.c) ---- */
 
 typedef struct {
-  int op_removed[HSC_MAX_BLOCKS][HSC_OP_COUNT];    /* 1: removed at this step */
+  int op_removed[HSC_MAX_BLOCKS][HSC_OP_COUNT]; /* 1: removed at this step */
   int scale_removed[HSC_MAX_BLOCKS][HSC_MAX_SCALES];
-  double op_score[HSC_MAX_BLOCKS][HSC_OP_COUNT];   /* NAN: no sample used it, or not allowed */
+  double op_score[HSC_MAX_BLOCKS][HSC_OP_COUNT]; /* NAN: no sample used it, or not allowed */
   double scale_score[HSC_MAX_BLOCKS][HSC_MAX_SCALES];
 } hsc_shrink_report;
 
@@ -137,14 +137,14 @@ double hsc_mask_min_latency(const hsc_space *s, const hsc_space_mask *m, const h
 /* ---- the driver (src/search/search.c) ---- */
 
 typedef struct {
-  hsc_record best;       /* single: the best feasible record; pareto: the best top1 on the front */
-  char best_text[2048];  /* its genes in text form ("" when nothing was evaluated) */
-  int nhistory;          /* records in the history */
-  int evaluated;         /* evaluations completed by this invocation (hsc_search) */
-  int resumed_from;      /* records in the checkpoint it resumed from (0: a fresh search) */
-  int nfront;            /* records on the final front (pareto) */
-  double target_ms;      /* the latency target used */
-  double seconds;        /* wall time of this invocation */
+  hsc_record best;      /* single: the best feasible record; pareto: the best top1 on the front */
+  char best_text[2048]; /* its genes in text form ("" when nothing was evaluated) */
+  int nhistory;         /* records in the history */
+  int evaluated;        /* evaluations completed by this invocation (hsc_search) */
+  int resumed_from;     /* records in the checkpoint it resumed from (0: a fresh search) */
+  int nfront;           /* records on the final front (pareto) */
+  double target_ms;     /* the latency target used */
+  double seconds;       /* wall time of this invocation */
 } hsc_search_result;
 
 /* `hsconas search`: shrinking stages and evolution on the trained supernet of run.dir, with every rank of

@@ -77,12 +77,13 @@ void hsc_evaluator_close(hsc_evaluator *ev);
  * RUN_DIR/checkpoints (every checkpoint.every_steps, on a signal, and at the end with finished = 1), in the
  * supernet's format plus meta "stage" and the datasets /space/op_mask [nblocks, HSC_OP_COUNT] and
  * /space/scale_mask [nblocks, nscales] (uint8, 1 = allowed). The steps are epochs x batches per epoch,
- * capped by shrink.finetune_max_steps when that is > 0 (supernet.max_steps does not cap them); momentum, Nesterov, weight decay and label smoothing are
- * supernet.*'s. Resumes from that phase's newest checkpoint when there is one (an error when it was written
- * for another stage or mask); returns at once when it is finished. epochs 0: nothing to train, nothing
- * written, HSC_OK with res->step 0 (the caller goes on with from_phase). Errors: from_phase has no
- * checkpoint (naming the directory), or its newest is not finished. Data-parallel and collective over
- * comm, like hsc_train_supernet; HSC_ERR_STOPPED after a checkpoint on a signal (or HSC_STOP_AT_STEP). */
+ * capped by shrink.finetune_max_steps when that is > 0 (supernet.max_steps does not cap them); momentum,
+ * Nesterov, weight decay and label smoothing are supernet.*'s. Resumes from that phase's newest checkpoint
+ * when there is one (an error when it was written for another stage or mask); returns at once when it is
+ * finished. epochs 0: nothing to train, nothing written, HSC_OK with res->step 0 (the caller goes on with
+ * from_phase). Errors: from_phase has no checkpoint (naming the directory), or its newest is not finished.
+ * Data-parallel and collective over comm, like hsc_train_supernet; HSC_ERR_STOPPED after a checkpoint on a
+ * signal (or HSC_STOP_AT_STEP). */
 hsc_status hsc_finetune_supernet(const hsc_config *cfg, MPI_Comm comm, const hsc_space_mask *mask, int stage,
                                  const char *from_phase, const char *phase, int epochs, double lr,
                                  hsc_train_result *res, hsc_error *err);

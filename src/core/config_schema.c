@@ -174,7 +174,8 @@ static const hsc_cfg_key schema[] = {
     KEY_INT("shrink.samples", shrink.samples, "100", 1, 1000000,
             "feasible architectures evaluated per stage (with 0 stages: once, to calibrate DCS)"),
     KEY_INT("shrink.drop_ops", shrink.drop_ops, "1", 0, 3, "operators removed per block and stage"),
-    KEY_INT("shrink.drop_scales", shrink.drop_scales, "2", 0, 15, "channel scales removed per block and stage"),
+    KEY_INT("shrink.drop_scales", shrink.drop_scales, "2", 0, 15,
+            "channel scales removed per block and stage"),
     KEY_FLOAT("shrink.latency_weight", shrink.latency_weight, "0", 0.0, INFINITY, CLOSED,
               "choice score = mean top1 of the feasible samples with it - weight * its share of their "
               "latency in %"),

@@ -153,7 +153,8 @@ static void panel(FILE *f, const hsc_plot_panel *p, double ox, double oy) {
       fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.5\"/>",
               x0 + 6, ly - 4, x0 + 18, ly - 4, p->series[s].color);
     if (p->series[s].line != 2)
-      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>", x0 + 12, ly - 4, p->series[s].color);
+      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>", x0 + 12, ly - 4,
+              p->series[s].color);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", x0 + 22, ly);
     put_text(f, p->series[s].label);
     fputs("</text>\n", f);
