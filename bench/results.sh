@@ -74,7 +74,7 @@ while read -r name arch; do
   if ! grep -q "test top1" "$log" 2>/dev/null; then
     echo "== retrain $name"
     mpirun -np 2 "$bin" retrain "$cfg" --set run.dir="$out/retrain" --set retrain.epochs="$epochs" \
-      --arch "$arch" --resume >"$log" 2>&1 || { tail -n 20 "$log"; exit 1; }
+      --arch "$arch" --resume </dev/null >"$log" 2>&1 || { tail -n 20 "$log"; exit 1; }
     tail -n 1 "$log"
   fi
 done <"$archs"
