@@ -245,8 +245,12 @@ mkdir -p "$work/nonet"
 cp "$base/latency.yaml" "$work/nonet/"
 expect_error "no supernet" 1 "holds no supernet checkpoint" \
   "$bin" search $cfg --set run.dir="$work/nonet" "${common[@]}"
-expect_error "target below the fastest architecture" 1 "below the fastest architecture" \
-  "$bin" search $cfg --set run.dir="$ref" "${common[@]}" --set latency.target_ms=0.000001
+# (a model whose intercept b is 100 ms: every architecture is predicted above 100 ms, whatever the short
+# profile's fit was)
+awk '/^fit:/ {f = 1} f && /^  b:/ {print "  b: 100"; f = 0; next} {print}' "$base/latency.yaml" >"$work/slow.yaml"
+expect_error "target below the fastest architecture" 1 "target_ms 50.0000 ms is below the fastest architecture" \
+  "$bin" search $cfg --set run.dir="$work/slowdir" --set latency.model="$work/slow.yaml" "${common[@]}" \
+  --set latency.target_ms=50
 expect_error "report of a directory without a search" 1 "holds no search checkpoint" "$bin" report "$work/nonet"
 newest=$(ls "$ref"/checkpoints/search-*.h5 | sort | tail -n 1)
 head -c 3000 "$newest" >"$newest.cut" && mv "$newest.cut" "$newest"

@@ -338,8 +338,9 @@ static void t_inline_one_rank(hsc_test *t) {
   T_EQ_INT(t, s.redispatched, 0);
   T_EQ_INT(t, s.dead_workers, 0);
   T_NEAR(t, s.worker_eval_s, sum, 1e-12);
-  /* The evaluations ran inside hsc_farm_wait, while tasks were queued. */
-  T_CHECK(t, s.master_busy_s >= s.worker_eval_s);
+  /* The evaluations ran inside hsc_farm_wait, while tasks were queued. (master_busy_s is CPU time: the
+   * synthetic evaluation sleeps, so it need not cover them.) */
+  T_CHECK(t, s.master_busy_s >= 0.0 && s.idle_cpu_s <= s.master_busy_s + 1e-9);
   T_CHECK(t, s.busy_span_s >= s.worker_eval_s);
   hsc_farm_shutdown(f, HSC_OK);
   hsc_farm_free(f);
