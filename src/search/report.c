@@ -10,6 +10,7 @@
 #include "hsconas/checkpoint.h"
 #include "hsconas/plot.h"
 #include "hsconas/search.h"
+#include "search_internal.h"
 
 typedef struct {
   hsc_config cfg;
@@ -24,72 +25,6 @@ typedef struct {
   double busy_s, eval_s, span_s, cpu_s, idle_s;
   uint8_t op_mask[HSC_MAX_BLOCKS * HSC_OP_COUNT], scale_mask[HSC_MAX_BLOCKS * HSC_MAX_SCALES];
 } report_data;
-
-/* Reads the history columns of the checkpoint. */
-static hsc_status read_history(hsc_ckpt *ck, report_data *d, hsc_error *err) {
-  const int n = d->n, L = d->space.nblocks;
-  d->rec = hsc_xcalloc((size_t)(n > 0 ? n : 1), sizeof *d->rec);
-  if (n == 0) return HSC_OK;
-  int64_t *iv = hsc_xmalloc((size_t)n * sizeof *iv);
-  double *dv = hsc_xmalloc((size_t)n * sizeof *dv);
-  uint8_t *gv = hsc_xmalloc((size_t)n * L);
-  hsc_status st = HSC_OK;
-  static const char *const icol[] = {"id", "hash", "stage", "generation", "kind", "flops", "worker"};
-  static const char *const dcol[] = {"top1", "top5", "loss", "latency_ms", "seconds"};
-  char name[96];
-  for (size_t c = 0; st == HSC_OK && c < ARRAY_LEN(icol); c++) {
-    snprintf(name, sizeof name, "/search/history/%s", icol[c]);
-    if ((st = hsc_ckpt_read_i64(ck, name, (size_t)n, iv, err)) != HSC_OK) break;
-    for (int i = 0; i < n; i++) {
-      hsc_record *r = &d->rec[i];
-      switch (c) {
-        case 0:
-          r->id = iv[i];
-          break;
-        case 1:
-          r->hash = (uint64_t)iv[i];
-          break;
-        case 2:
-          r->stage = (int)iv[i];
-          break;
-        case 3:
-          r->generation = (int)iv[i];
-          break;
-        case 4:
-          r->kind = (int)iv[i];
-          break;
-        case 5:
-          r->flops = iv[i];
-          break;
-        default:
-          r->worker = (int)iv[i];
-          break;
-      }
-    }
-  }
-  for (size_t c = 0; st == HSC_OK && c < ARRAY_LEN(dcol); c++) {
-    snprintf(name, sizeof name, "/search/history/%s", dcol[c]);
-    if ((st = hsc_ckpt_read_f64(ck, name, (size_t)n, dv, err)) != HSC_OK) break;
-    for (int i = 0; i < n; i++) {
-      hsc_record *r = &d->rec[i];
-      double *f[] = {&r->top1, &r->top5, &r->loss, &r->latency_ms, &r->seconds};
-      *f[c] = dv[i];
-    }
-  }
-  for (int pass = 0; st == HSC_OK && pass < 2; pass++) {
-    snprintf(name, sizeof name, "/search/history/%s", pass ? "scale" : "op");
-    if ((st = hsc_ckpt_read_u8(ck, name, (size_t)n * L, gv, err)) != HSC_OK) break;
-    for (int i = 0; i < n; i++) {
-      d->rec[i].arch.nblocks = L;
-      memcpy(pass ? d->rec[i].arch.scale : d->rec[i].arch.op, gv + (size_t)i * L, (size_t)L);
-    }
-  }
-  for (int i = 0; st == HSC_OK && i < n; i++)
-    if (!hsc_arch_valid(&d->space, NULL, &d->rec[i].arch))
-      st = hsc_error_set(err, HSC_ERR_INPUT, "%s: history row %d holds genes outside the space", d->ckpt, i);
-  free(iv), free(dv), free(gv);
-  return st;
-}
 
 static hsc_status load(const char *run_dir, report_data *d, hsc_error *err) {
   memset(d, 0, sizeof *d);
@@ -133,7 +68,7 @@ static hsc_status load(const char *run_dir, report_data *d, hsc_error *err) {
     d->n = (int)n;
     d->stages = d->cfg.shrink.stages;
     const int L = d->space.nblocks;
-    if (st == HSC_OK && (st = read_history(ck, d, err)) == HSC_OK &&
+    if (st == HSC_OK && (st = search_read_history(ck, &d->space, d->n, &d->rec, err)) == HSC_OK &&
         (st = hsc_ckpt_read_u8(ck, "/space/op_mask", (size_t)L * HSC_OP_COUNT, d->op_mask, err)) == HSC_OK)
       st = hsc_ckpt_read_u8(ck, "/space/scale_mask", (size_t)L * d->space.nscales, d->scale_mask, err);
   }

@@ -27,6 +27,7 @@
 #include "hsconas/search.h"
 #include "hsconas/signals.h"
 #include "hsconas/train.h"
+#include "search_internal.h"
 
 #define SEARCH_FORMAT 1
 #define STREAM(kind, i) (((uint64_t)(kind) << 48) + (uint64_t)(i))
@@ -438,6 +439,18 @@ static hsc_status read_records(hsc_ckpt *ck, const char *group, const hsc_space 
     for (int i = 0; i < n; i++) list_push(l, &v[i]);
   free(iv), free(dv), free(gv), free(v);
   return st;
+}
+
+hsc_status search_read_history(hsc_ckpt *ck, const hsc_space *s, int n, hsc_record **rec, hsc_error *err) {
+  record_list l = {0};
+  const hsc_status st = read_records(ck, "/search/history", s, n, &l, err);
+  if (st != HSC_OK) {
+    list_free(&l);
+    *rec = NULL;
+    return st;
+  }
+  *rec = l.v ? l.v : hsc_xcalloc(1, sizeof(hsc_record));
+  return HSC_OK;
 }
 
 typedef struct {
