@@ -25,7 +25,7 @@ finish() {
 }
 cluster=$here/tests/slurm/cluster.sh
 cases=(train-1-node inspect train-2-nodes preempt-usr1 preempt-requeue preempt-mpirun pipeline-cancels failure-bounded
-  pipeline-profile-train-search array-targets)
+  pipeline-profile-train-search array-targets run-sbatch)
 
 if ! reason=$("$cluster" check); then
   for c in "${cases[@]}"; do skip "$c" "no Slurm cluster can start here: $reason"; done
@@ -263,6 +263,14 @@ PY
 else
   fail array-targets "no latency model from the pipeline's profile phase"
 fi
+
+# 7. run.sbatch: the whole pipeline (hsconas run) in one job over two fake nodes.
+jr=$(submit run-sbatch -N2 -n3 "$here/jobs/run.sbatch" "$cfg" --set run.dir="$work/whole" "${searchset[@]}")
+wait_job "$jr" 300
+expect_job run-sbatch "$jr" COMPLETED 0:0
+[ -s "$work/whole/latency.yaml" ] && [ -s "$work/whole/best.yaml" ] && grep -q '"state": "done"' "$work/whole/summary.json" &&
+  pass "run-sbatch: model, supernet and finished search in run.dir" ||
+  fail "run-sbatch: model, supernet and finished search in run.dir"
 
 echo "    (all Slurm cases: $(($(date +%s) - t_start)) s)"
 finish
