@@ -86,7 +86,11 @@ meas=$out/measured.txt
 if [ ! -s "$meas" ]; then
   threads=$(awk '/^  threads:/ {print $2}' "$model")
   set -- $(awk '{print "--arch " $2}' "$archs")
-  "$bin" latency "$cfg" --set latency.model="$model" --set dist.threads="$threads" "$@" --measure >"$meas"
+  # The OpenMP wait policy as when profiling (bench/latency.sh, hsconas profile: the default, active):
+  # passive waits (set above for the oversubscribed searches) cost a wake-up per parallel region, which at
+  # batch 1 multiplies the latency.
+  env -u OMP_WAIT_POLICY "$bin" latency "$cfg" --set latency.model="$model" --set dist.threads="$threads" "$@" \
+    --measure >"$meas"
 fi
 
 /usr/bin/python3 - "$out" "$target" <<'PY' | tee "$out/results.md"
