@@ -78,26 +78,26 @@ _Static_assert(sizeof(farm_reply) == 7 * 8 + 4 * 4, "farm_reply has no hidden pa
 
 /* ---- sleeping waits ---- */
 
-/* Sleeps about ns nanoseconds (less when a signal interrupts) and returns the seconds slept. */
-static double nap(long ns) {
-  const double t0 = hsc_now();
+/* Sleeps about ns nanoseconds (less when a signal interrupts). */
+static void nap(long ns) {
   const struct timespec ts = {.tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L};
   if (nanosleep(&ts, NULL) != 0 && errno != EINTR) hsc_fatal("nanosleep failed: %s", strerror(errno));
-  return hsc_now() - t0;
 }
 
-static long nap_next(long ns) { return ns * 2 > NAP_MAX_NS ? NAP_MAX_NS : ns * 2; }
+/* One sleep of a waiting loop; the next one lasts twice as long (up to NAP_MAX_NS). */
+static void nap_grow(long *ns) {
+  nap(*ns);
+  *ns = *ns * 2 > NAP_MAX_NS ? NAP_MAX_NS : *ns * 2;
+}
 
-/* Completes *req (a no-op for MPI_REQUEST_NULL) by testing and sleeping; returns the seconds slept. */
-static double complete(MPI_Request *req, MPI_Status *status) {
-  double slept = 0.0;
+/* Completes *req (a no-op for MPI_REQUEST_NULL) by testing and sleeping. */
+static void complete(MPI_Request *req, MPI_Status *status) {
   long ns = NAP_MIN_NS;
   for (;;) {
     int done = 0;
     HSC_CHECK_MPI(MPI_Test(req, &done, status ? status : MPI_STATUS_IGNORE));
-    if (done) return slept;
-    slept += nap(ns);
-    ns = nap_next(ns);
+    if (done) return;
+    nap_grow(&ns);
   }
 }
 
@@ -174,7 +174,6 @@ struct hsc_farm {
   int stop;         /* a worker reported a pending signal, or the master saw one */
   int shut;
   hsc_farm_stats st;
-  double slept;      /* total seconds the master slept inside farm calls */
   double span_since; /* start of the current busy span; < 0 when nothing is queued or in flight */
 };
 
@@ -209,15 +208,10 @@ static void call_end(hsc_farm *f, farm_call c) {
   f->st.master_busy_s += hsc_thread_cpu() - c.cpu0;
 }
 
-static void master_nap(hsc_farm *f, long *ns) {
-  f->slept += nap(*ns);
-  *ns = nap_next(*ns);
-}
-
 /* Sends a command to worker r, after completing the previous send to it (whose buffer is reused). */
 static void send_cmd(hsc_farm *f, int r, farm_cmd_kind kind, hsc_status status) {
   farm_worker *w = &f->w[r];
-  f->slept += complete(&w->sreq, NULL);
+  complete(&w->sreq, NULL);
   memset(&w->tx, 0, sizeof w->tx);
   w->tx.key = f->key;
   w->tx.cmd = kind;
@@ -388,7 +382,7 @@ static void release_requests(hsc_farm *f) {
   if (f->rreq != MPI_REQUEST_NULL) {
     HSC_CHECK_MPI(MPI_Cancel(&f->rreq));
     MPI_Status s;
-    f->slept += complete(&f->rreq, &s);
+    complete(&f->rreq, &s);
     int cancelled = 0;
     HSC_CHECK_MPI(MPI_Test_cancelled(&s, &cancelled));
     if (!cancelled) {
@@ -398,7 +392,7 @@ static void release_requests(hsc_farm *f) {
       take_reply(f, s.MPI_SOURCE, count, &f->rx, NULL, &n);
     }
   }
-  for (int r = 1; r < f->size; r++) f->slept += complete(&f->w[r].sreq, NULL);
+  for (int r = 1; r < f->size; r++) complete(&f->w[r].sreq, NULL);
 }
 
 void hsc_farm_free(hsc_farm *f) {
@@ -476,7 +470,7 @@ int hsc_farm_wait(hsc_farm *f, hsc_task_result *out, int max, hsc_status *st) {
       if (progress) {
         ns = NAP_MIN_NS;
       } else {
-        master_nap(f, &ns); /* the nap's system call and wake-up cost CPU too */
+        nap_grow(&ns); /* the nap's system call and wake-up cost CPU too */
         f->st.idle_cpu_s += hsc_thread_cpu() - cpu0;
       }
     }
@@ -510,7 +504,7 @@ void hsc_farm_release(hsc_farm *f) {
       if (progress)
         ns = NAP_MIN_NS;
       else
-        master_nap(f, &ns);
+        nap_grow(&ns);
     }
     for (int r = 1; r < f->size; r++) send_cmd(f, r, FARM_CMD_RELEASE, HSC_OK);
   }
@@ -556,7 +550,7 @@ void hsc_farm_shutdown(hsc_farm *f, hsc_status status) {
       if (progress)
         ns = NAP_MIN_NS;
       else
-        master_nap(f, &ns);
+        nap_grow(&ns);
     }
     release_requests(f);
   }
@@ -637,8 +631,7 @@ hsc_farm_exit hsc_farm_serve(MPI_Comm comm, hsc_eval_fn fn, void *ctx, hsc_statu
         ns = NAP_MIN_NS;
         continue;
       }
-      nap(ns);
-      ns = nap_next(ns);
+      nap_grow(&ns);
     }
     int count = 0;
     HSC_CHECK_MPI(MPI_Get_count(&s, MPI_BYTE, &count));

@@ -120,10 +120,6 @@ static void json_num(FILE *f, double v) {
     fputs("null", f);
 }
 
-static int is_evo(const report_data *d, const hsc_record *r) {
-  return r->stage == d->stages && r->kind != HSC_CAND_SAMPLE;
-}
-
 hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_error *err) {
   report_data d;
   hsc_status st = load(run_dir, &d, err);
@@ -136,7 +132,7 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
       *front = hsc_xmalloc((size_t)(n + 1) * sizeof *front);
   int nevo = 0;
   for (int i = 0; i < n; i++)
-    if (is_evo(&d, &d.rec[i])) idx[nevo++] = i;
+    if (search_is_evolution(&d.rec[i], d.stages)) idx[nevo++] = i;
   /* Without an evolution yet (stopped during shrinking), the best of everything evaluated. */
   if (nevo == 0)
     for (int i = 0; i < n; i++) idx[nevo++] = i;
@@ -290,7 +286,7 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
     int ns = 0, ne = 0;
     for (int i = 0; i < n; i++) {
       const hsc_record *r = &d.rec[i];
-      if (is_evo(&d, r))
+      if (search_is_evolution(r, d.stages))
         xe[ne] = r->latency_ms, ye[ne++] = r->top1;
       else
         xs[ns] = r->latency_ms, ys[ns++] = r->top1;
@@ -319,7 +315,8 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
   if (st == HSC_OK) {
     int ngen = 0;
     for (int i = 0; i < n; i++)
-      if (is_evo(&d, &d.rec[i]) && d.rec[i].generation + 1 > ngen) ngen = d.rec[i].generation + 1;
+      if (search_is_evolution(&d.rec[i], d.stages) && d.rec[i].generation + 1 > ngen)
+        ngen = d.rec[i].generation + 1;
     double *gx = hsc_xmalloc((size_t)(ngen + 1) * sizeof *gx),
            *gb = hsc_xmalloc((size_t)(ngen + 1) * sizeof *gb);
     double *gs = hsc_xmalloc((size_t)(ngen + 1) * sizeof *gs),
@@ -329,7 +326,7 @@ hsc_status hsc_search_report(const char *run_dir, hsc_search_result *res, hsc_er
       double top = -INFINITY, sum = 0;
       int cnt = 0;
       for (int i = 0; i < n; i++)
-        if (is_evo(&d, &d.rec[i]) && d.rec[i].generation == g) {
+        if (search_is_evolution(&d.rec[i], d.stages) && d.rec[i].generation == g) {
           top = fmax(top, d.rec[i].top1);
           sum += d.rec[i].top1;
           cnt++;

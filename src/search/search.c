@@ -230,7 +230,7 @@ static void create_samples(search_ctx *c) {
 static int evo_records(const search_ctx *c, int *idx) {
   int n = 0;
   for (int i = 0; i < c->st.hist.n; i++)
-    if (c->st.hist.v[i].stage == c->nstages && c->st.hist.v[i].kind != HSC_CAND_SAMPLE) idx[n++] = i;
+    if (search_is_evolution(&c->st.hist.v[i], c->nstages)) idx[n++] = i;
   return n;
 }
 
@@ -261,8 +261,7 @@ static int evolve_one(search_ctx *c, int kind, const int *parents, int np, hash_
 static void evo_seen(const search_ctx *c, hash_set *seen) {
   set_init(seen, (size_t)(c->st.hist.n + c->st.todo.n));
   for (int i = 0; i < c->st.hist.n; i++)
-    if (c->st.hist.v[i].stage == c->nstages && c->st.hist.v[i].kind != HSC_CAND_SAMPLE)
-      set_add(seen, c->st.hist.v[i].hash);
+    if (search_is_evolution(&c->st.hist.v[i], c->nstages)) set_add(seen, c->st.hist.v[i].hash);
   for (int i = 0; i < c->st.todo.n; i++) set_add(seen, c->st.todo.v[i].hash);
 }
 
