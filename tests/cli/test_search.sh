@@ -106,7 +106,9 @@ d = sys.argv[1]
 rows = list(csv.DictReader(open(d + "/history.csv")))
 s = json.load(open(d + "/summary.json"))
 t = s["target_ms"]
-assert all(float(r["latency_ms"]) <= t for r in rows), "a candidate over the target was evaluated"
+# history.csv prints latencies to 6 decimals; rounding is monotonic, so a latency within the target prints
+# at most as the target rounded the same way (DCS puts candidates within a hair of it)
+assert all(float(r["latency_ms"]) <= round(t, 6) + 1e-12 for r in rows), "a candidate over the target was evaluated"
 ids = [int(r["id"]) for r in rows]
 assert ids == sorted(set(ids)), "ids not unique and sorted"
 evo = [r for r in rows if r["kind"] != "sample"]
